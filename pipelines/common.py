@@ -1,0 +1,30 @@
+"""Helpers shared by the pipeline commands: user errors and results JSON files."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from training.data import REPO_ROOT
+
+DEFAULT_RUNS_DIR = REPO_ROOT / "runs"
+
+
+class CommandError(Exception):
+    """A user-facing failure: the CLI prints the message on one line and exits non-zero."""
+
+
+def run_dir(command: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> Path:
+    """A fresh folder for one run of a command: runs/<command>/<UTC timestamp>/."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    path = runs_dir / command / stamp
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_results(path: Path, payload: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    return path

@@ -1,0 +1,192 @@
+"""Durable, append-only log of served predictions (SQLite in WAL mode).
+
+Writes go through one background thread that commits whatever is queued in a single
+transaction (group commit), so the request path only waits for its own commit when it
+asks to. WAL mode keeps the file consistent if the process is killed mid-write: a
+committed record survives a SIGKILL; an uncommitted one is rolled back, never half-written.
+Records that cannot be written are counted (``failed_records``), never dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from training.schema import FEATURES
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT NOT NULL,
+    ts REAL NOT NULL,
+    model TEXT NOT NULL,
+    version INTEGER,
+    features TEXT NOT NULL,
+    prediction REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS predictions_ts ON predictions (ts);
+"""
+LOG_COLUMNS = ["request_id", "ts", "model", "version", *FEATURES, "prediction"]
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    request_id: str
+    model: str
+    version: int | None
+    features: dict[str, Any]
+    prediction: float
+    ts: float = field(default_factory=time.time)
+
+    def row(self) -> tuple:
+        clean = {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in self.features.items()
+        }
+        return (
+            self.request_id,
+            self.ts,
+            self.model,
+            self.version,
+            json.dumps(clean),
+            float(self.prediction),
+        )
+
+
+def connect(path: Path | str) -> sqlite3.Connection:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.executescript(SCHEMA)
+    return conn
+
+
+class PredictionLog:
+    """Queue records from any thread; a writer thread commits them in batches."""
+
+    def __init__(self, path: Path | str, max_queue: int = 100_000, max_batch: int = 5_000):
+        self.path = Path(path)
+        self.max_batch = max_batch
+        self.failed_records = 0
+        self.written_records = 0
+        self._queue: queue.Queue[tuple[list[PredictionRecord], Future] | None] = queue.Queue(
+            maxsize=max_queue
+        )
+        self._conn = connect(self.path)
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def append(self, records: Sequence[PredictionRecord]) -> Future:
+        """Queue records; the future resolves to the number committed (or an exception)."""
+        done: Future = Future()
+        try:
+            self._queue.put_nowait((list(records), done))
+        except queue.Full:
+            self.failed_records += len(records)
+            done.set_exception(RuntimeError("prediction log queue is full"))
+        return done
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while sum(len(r) for r, _ in batch) < self.max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._commit(batch)
+                    return
+                batch.append(nxt)
+            self._commit(batch)
+
+    def _commit(self, batch: list[tuple[list[PredictionRecord], Future]]) -> None:
+        rows = [record.row() for records, _ in batch for record in records]
+        try:
+            with self._conn:
+                self._conn.executemany(
+                    "INSERT INTO predictions (request_id, ts, model, version, features, "
+                    "prediction) VALUES (?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+        except sqlite3.Error as exc:
+            self.failed_records += len(rows)
+            for _, done in batch:
+                done.set_exception(exc)
+            return
+        self.written_records += len(rows)
+        for records, done in batch:
+            done.set_result(len(records))
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush what is queued, then stop the writer."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._conn.close()
+
+
+def read_window(
+    path: Path | str,
+    since: float | None = None,
+    until: float | None = None,
+    model: str | None = None,
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """Logged predictions as a frame: request_id, ts, model, version, 9 features, prediction.
+
+    With ``limit``, the most recent ``limit`` records in the window (returned oldest first).
+    """
+    clauses, params = [], []
+    if since is not None:
+        clauses.append("ts >= ?")
+        params.append(since)
+    if until is not None:
+        clauses.append("ts < ?")
+        params.append(until)
+    if model is not None:
+        clauses.append("model = ?")
+        params.append(model)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    sql = f"SELECT request_id, ts, model, version, features, prediction FROM predictions {where} "
+    sql += "ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit else "")
+    conn = connect(path)
+    try:
+        rows = conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+    rows.reverse()
+    return records_to_frame(rows)
+
+
+def records_to_frame(rows: Iterable[tuple]) -> pd.DataFrame:
+    data = []
+    for request_id, ts, model, version, features, prediction in rows:
+        values = json.loads(features)
+        data.append(
+            {
+                "request_id": request_id,
+                "ts": ts,
+                "model": model,
+                "version": version,
+                **{name: values.get(name) for name in FEATURES},
+                "prediction": prediction,
+            }
+        )
+    frame = pd.DataFrame(data, columns=LOG_COLUMNS)
+    return frame.astype({name: float for name in FEATURES if name != "ocean_proximity"})

@@ -1,0 +1,1 @@
+"""Offline training library for the California housing service (no side effects at import)."""

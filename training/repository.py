@@ -1,0 +1,253 @@
+"""The model repository: TF Serving's layout (``models/<name>/<int version>/``) plus manifests.
+
+``models/models.config`` (a ``ModelServerConfig`` text proto) is the repository's index of
+models, platforms and version labels. Its ``base_path`` values are relative to the config
+file's folder, which the project's model server resolves. TF Serving insists on absolute
+paths, so every write also derives ``models/tfserving.config``: the TensorFlow models only,
+with ``base_path: "/models/<name>"`` as mounted in the docker stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from training.data import REPO_ROOT, sha256_file
+
+DEFAULT_MODELS_DIR = Path(os.environ.get("HOUSING_MODELS_DIR", REPO_ROOT / "models"))
+CONFIG_NAME = "models.config"
+TFSERVING_CONFIG_NAME = "tfserving.config"
+TFSERVING_MOUNT = "/models"
+MANIFEST_NAME = "manifest.json"
+JOBLIB_NAME = "model.joblib"
+
+# model_platform values: TF Serving's own, and the project's name for joblib pipelines.
+PLATFORM_TENSORFLOW = "tensorflow"
+PLATFORM_SKLEARN = "sklearn"
+
+
+class RepositoryError(RuntimeError):
+    """The model repository is missing something or an artifact failed verification."""
+
+
+class ChecksumMismatch(RepositoryError):
+    """An artifact's SHA-256 differs from the one its manifest records."""
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def version_numbers(model_dir: Path) -> list[int]:
+    """Integer version folders that hold a complete manifest, ascending."""
+    if not model_dir.is_dir():
+        return []
+    found = []
+    for child in model_dir.iterdir():
+        if child.is_dir() and child.name.isdigit() and (child / MANIFEST_NAME).is_file():
+            found.append(int(child.name))
+    return sorted(found)
+
+
+def read_manifest(version_dir: Path) -> dict[str, Any]:
+    path = version_dir / MANIFEST_NAME
+    if not path.is_file():
+        raise RepositoryError(f"no {MANIFEST_NAME} in {version_dir}")
+    return json.loads(path.read_text())
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as fh:
+        json.dump(payload, fh, indent=2, sort_keys=True, default=str)
+        fh.write("\n")
+        tmp = Path(fh.name)
+    os.replace(tmp, path)
+
+
+def verify_artifact(version_dir: Path, artifact: str = JOBLIB_NAME) -> Path:
+    """Return the artifact path after checking its SHA-256 against the manifest."""
+    manifest = read_manifest(version_dir)
+    expected = manifest.get("artifact", {}).get("sha256")
+    path = version_dir / artifact
+    if not path.is_file():
+        raise RepositoryError(f"missing artifact {path}")
+    if not expected:
+        raise RepositoryError(f"manifest in {version_dir} records no artifact sha256")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise ChecksumMismatch(
+            f"refusing to load {path}: SHA-256 {actual} does not match manifest {expected}"
+        )
+    return path
+
+
+def load_sklearn_model(version_dir: Path) -> Any:
+    """joblib-load a pipeline, only after its checksum matches the manifest."""
+    import joblib
+
+    return joblib.load(verify_artifact(version_dir, JOBLIB_NAME))
+
+
+class ModelRepository:
+    """Versions, manifests and the ``models.config`` index of one models folder."""
+
+    def __init__(self, root: Path | str = DEFAULT_MODELS_DIR):
+        self.root = Path(root)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    def model_dir(self, name: str) -> Path:
+        return self.root / name
+
+    def version_dir(self, name: str, version: int) -> Path:
+        return self.model_dir(name) / str(version)
+
+    def versions(self, name: str) -> list[int]:
+        return version_numbers(self.model_dir(name))
+
+    def latest_version(self, name: str) -> int | None:
+        versions = self.versions(name)
+        return versions[-1] if versions else None
+
+    def next_version(self, name: str) -> int:
+        existing = [
+            int(p.name) for p in self.model_dir(name).glob("*") if p.is_dir() and p.name.isdigit()
+        ]
+        return max(existing, default=0) + 1
+
+    def manifest(self, name: str, version: int) -> dict[str, Any]:
+        return read_manifest(self.version_dir(name, version))
+
+    def publish(
+        self,
+        name: str,
+        platform: str,
+        write_artifacts: Callable[[Path], dict[str, Any]],
+    ) -> tuple[int, Path]:
+        """Write a new version atomically and register the model in ``models.config``.
+
+        ``write_artifacts(staging_dir)`` writes the files and returns the manifest body.
+        The staging folder is renamed to the version number only once complete, so a
+        polling server never sees a half-written version.
+        """
+        model_dir = self.model_dir(name)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        staging = model_dir / f".staging-{uuid.uuid4().hex}"
+        staging.mkdir()
+        try:
+            manifest = write_artifacts(staging)
+            while True:
+                version = self.next_version(name)
+                manifest = {
+                    **manifest,
+                    "model": name,
+                    "version": version,
+                    "platform": platform,
+                    "created_at": manifest.get("created_at", utc_now()),
+                }
+                write_json_atomic(staging / MANIFEST_NAME, manifest)
+                try:
+                    staging.rename(self.version_dir(name, version))
+                    break
+                except OSError:
+                    if not self.version_dir(name, version).exists():
+                        raise
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        self.register(name, platform)
+        return version, self.version_dir(name, version)
+
+    # ---- models.config ---------------------------------------------------------------
+
+    def read_config(self) -> model_server_config_pb2.ModelServerConfig:
+        return read_config_file(self.config_path)
+
+    def write_config(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+        write_config_file(self.config_path, config)
+        write_config_file(self.root / TFSERVING_CONFIG_NAME, tfserving_view(config))
+
+    def find_config(self, config, name: str):
+        for entry in config.model_config_list.config:
+            if entry.name == name:
+                return entry
+        return None
+
+    def register(self, name: str, platform: str) -> None:
+        """Add the model to ``models.config`` if absent (serving the latest version)."""
+        config = self.read_config()
+        if self.find_config(config, name) is None:
+            entry = config.model_config_list.config.add()
+            entry.name = name
+            entry.base_path = name
+            entry.model_platform = platform
+            entry.model_version_policy.latest.num_versions = 1
+        self.write_config(config)
+
+    def labels(self, name: str) -> dict[str, int]:
+        entry = self.find_config(self.read_config(), name)
+        if entry is None:
+            raise RepositoryError(f"model {name!r} is not in {self.config_path}")
+        return dict(entry.version_labels)
+
+    def set_label(self, name: str, label: str, version: int) -> None:
+        if version not in self.versions(name):
+            raise RepositoryError(f"{name} has no version {version}")
+        config = self.read_config()
+        entry = self.find_config(config, name)
+        if entry is None:
+            raise RepositoryError(f"model {name!r} is not in {self.config_path}")
+        entry.version_labels[label] = version
+        self.write_config(config)
+
+
+def read_config_file(path: Path) -> model_server_config_pb2.ModelServerConfig:
+    config = model_server_config_pb2.ModelServerConfig()
+    if path.is_file():
+        try:
+            text_format.Parse(path.read_text(), config)
+        except text_format.ParseError as exc:
+            raise RepositoryError(f"{path} is not a valid ModelServerConfig: {exc}") from exc
+    return config
+
+
+def write_config_file(path: Path, config: model_server_config_pb2.ModelServerConfig) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as fh:
+        fh.write(text_format.MessageToString(config))
+        tmp = Path(fh.name)
+    os.replace(tmp, path)
+
+
+def tfserving_view(
+    config: model_server_config_pb2.ModelServerConfig,
+) -> model_server_config_pb2.ModelServerConfig:
+    """Only the models TF Serving can host, with the absolute paths it requires."""
+    view = model_server_config_pb2.ModelServerConfig()
+    for entry in config.model_config_list.config:
+        if entry.model_platform != PLATFORM_TENSORFLOW:
+            continue
+        copy = view.model_config_list.config.add()
+        copy.CopyFrom(entry)
+        if not copy.base_path.startswith("/"):
+            copy.base_path = f"{TFSERVING_MOUNT}/{copy.base_path}"
+    return view
+
+
+def resolve_base_path(config_file: Path, base_path: str) -> Path:
+    """Relative base paths are relative to the config file's folder."""
+    path = Path(base_path)
+    return path if path.is_absolute() else (config_file.parent / path).resolve()
