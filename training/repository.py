@@ -9,6 +9,7 @@ with ``base_path: "/models/<name>"`` as mounted in the docker stack.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -57,6 +58,17 @@ def version_numbers(model_dir: Path) -> list[int]:
         if child.is_dir() and child.name.isdigit() and (child / MANIFEST_NAME).is_file():
             found.append(int(child.name))
     return sorted(found)
+
+
+def tree_sha256(directory: Path, exclude: tuple[str, ...] = (MANIFEST_NAME,)) -> str:
+    """One digest for a folder artifact (a SavedModel): relative paths and file digests."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        relative = path.relative_to(directory).as_posix()
+        if relative in exclude:
+            continue
+        digest.update(f"{relative}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
 
 
 def read_manifest(version_dir: Path) -> dict[str, Any]:
