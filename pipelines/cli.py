@@ -16,7 +16,7 @@ COMMANDS: list[tuple[str | None, str, list[str]]] = [
     ("data", "fetch, verify and validate the dataset", ["pipelines.data_cmd"]),
     ("train", "train, evaluate and export a model version", []),
     (None, "", []),
-    ("serve", "run the model server or the gateway", []),
+    ("serve", "run the model server or the gateway", ["service.stack"]),
     ("monitor", "data drift and live performance", []),
     ("pipeline", "retrain, promote and roll back model versions", []),
     ("vertex", "deploy and run on Google Cloud Vertex AI", []),
