@@ -1,0 +1,96 @@
+import math
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from service.prediction_log import PredictionLog, PredictionRecord, read_window
+from training.schema import FEATURES
+
+FEATURES_ROW = {
+    "longitude": -122.2,
+    "latitude": 37.8,
+    "housing_median_age": 30.0,
+    "total_rooms": 900.0,
+    "total_bedrooms": None,
+    "population": 300.0,
+    "households": 120.0,
+    "median_income": 4.5,
+    "ocean_proximity": "NEAR BAY",
+}
+
+
+def record(i: int, ts: float | None = None, model: str = "housing_sklearn") -> PredictionRecord:
+    return PredictionRecord(
+        request_id=f"req-{i}",
+        model=model,
+        version=1,
+        features=FEATURES_ROW,
+        prediction=100_000.0 + i,
+        ts=ts if ts is not None else time.time(),
+    )
+
+
+def test_acknowledged_records_are_committed_and_read_back(tmp_path: Path):
+    log = PredictionLog(tmp_path / "log.sqlite3")
+    futures = [log.append([record(i)]) for i in range(50)]
+    assert all(f.result(timeout=10) == 1 for f in futures)
+    frame = read_window(tmp_path / "log.sqlite3")  # read while the writer is still open
+    log.close()
+    assert list(frame["request_id"]) == [f"req-{i}" for i in range(50)]
+    assert list(frame.columns[4:13]) == list(FEATURES)
+    assert math.isnan(frame["total_bedrooms"].iloc[0])
+    assert log.written_records == 50 and log.failed_records == 0
+
+
+def test_concurrent_writers_lose_nothing(tmp_path: Path):
+    log = PredictionLog(tmp_path / "log.sqlite3")
+
+    def writer(offset: int) -> None:
+        for i in range(100):
+            log.append([record(offset + i)]).result(timeout=10)
+
+    threads = [threading.Thread(target=writer, args=(k * 1000,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    log.close()
+    frame = read_window(tmp_path / "log.sqlite3")
+    assert len(frame) == 400 and frame["request_id"].is_unique
+
+
+def test_window_filters_by_time_model_and_limit(tmp_path: Path):
+    log = PredictionLog(tmp_path / "log.sqlite3")
+    log.append([record(i, ts=1000.0 + i) for i in range(10)]).result(timeout=10)
+    log.append([record(99, ts=1005.5, model="housing_keras")]).result(timeout=10)
+    log.close()
+    path = tmp_path / "log.sqlite3"
+    assert len(read_window(path, since=1005.0)) == 6
+    assert len(read_window(path, since=1005.0, model="housing_sklearn")) == 5
+    assert list(read_window(path, limit=3)["request_id"]) == ["req-8", "req-9", "req-99"]
+    assert len(read_window(path, until=1002.0)) == 2
+
+
+def test_a_failed_write_is_counted_not_dropped_silently(tmp_path: Path):
+    path = tmp_path / "log.sqlite3"
+    log = PredictionLog(path)
+    blocker = sqlite3.connect(str(path), timeout=0)
+    blocker.execute("DROP TABLE predictions")
+    blocker.commit()
+    blocker.close()
+    future = log.append([record(1), record(2)])
+    with pytest.raises(sqlite3.Error):
+        future.result(timeout=10)
+    assert log.failed_records == 2
+    log.close()
+
+
+def test_non_finite_feature_values_are_stored_as_null(tmp_path: Path):
+    log = PredictionLog(tmp_path / "log.sqlite3")
+    rec = PredictionRecord("r", "m", 1, {**FEATURES_ROW, "total_bedrooms": float("nan")}, 1.0)
+    log.append([rec]).result(timeout=10)
+    log.close()
+    assert math.isnan(read_window(tmp_path / "log.sqlite3")["total_bedrooms"].iloc[0])
