@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint fmt typecheck
+.PHONY: install run test lint fmt typecheck docker-build docker-up docker-gpu docker-down
 
 $(STAMP): pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -13,8 +13,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The local stack: fetch the data, train the default models if models/ lacks them, then run
+# the model server, the gateway and Prometheus (where installed) until Ctrl-C.
 run: install
-	$(VENV)/bin/housing data fetch
+	$(VENV)/bin/housing serve stack
 
 test: install
 	$(PYTHON) -m pytest -q -ra
@@ -29,3 +31,21 @@ fmt: install
 
 typecheck: install
 	$(VENV)/bin/mypy
+
+# The docker stack (needs Docker with the compose plugin; not available on this project's CI).
+# Files the trainer writes into ./models belong to you.
+DOCKER_ENV := HOUSING_UID=$$(id -u) HOUSING_GID=$$(id -g)
+
+docker-build:
+	docker compose build
+
+docker-up:
+	mkdir -p models
+	$(DOCKER_ENV) docker compose up --build
+
+docker-gpu:
+	mkdir -p models
+	$(DOCKER_ENV) HOUSING_KERAS_TARGET=tfserving-gpu:8500 docker compose --profile gpu up --build
+
+docker-down:
+	docker compose --profile gpu --profile load down

@@ -1,0 +1,48 @@
+# The project's model server: TF Serving's gRPC (8500) and REST (8501) protocol for
+# SavedModel and joblib models. Mount the model repository at /models (read-only is fine).
+# syntax=docker/dockerfile:1
+# Build context: the repository root (docker compose sets it; by hand:
+#   docker build -f docker/NAME.Dockerfile .).
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+
+# ---- build: resolve and install the dependencies into a virtual environment ----------
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+COPY pyproject.toml README.md ./
+COPY training/ training/
+COPY pipelines/ pipelines/
+COPY service/ service/
+COPY deploy/ deploy/
+# Install the project with its pinned dependency ranges, then drop the project itself:
+# the runtime stage runs the source from /app, where REPO_ROOT-relative paths
+# (data/, deploy/) resolve.
+RUN pip install --no-cache-dir . \
+    && pip uninstall --yes housing-service
+
+# ---- runtime: no compilers, no pip cache, a non-root user ---------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+RUN groupadd --system --gid 10001 housing \
+    && useradd --system --uid 10001 --gid housing --home-dir /app --no-create-home housing
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOUSING_MODELS_DIR=/models
+WORKDIR /app
+COPY training/ training/
+COPY pipelines/ pipelines/
+COPY service/ service/
+COPY deploy/ deploy/
+USER 10001:10001
+EXPOSE 8500 8501
+# Healthy once the model named by HOUSING_HEALTH_MODEL answers on the REST status route.
+ENV HOUSING_HEALTH_MODEL=housing_sklearn
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/v1/models/' + os.environ['HOUSING_HEALTH_MODEL'], timeout=2)"]
+ENTRYPOINT ["python", "-m", "pipelines.cli"]
+CMD ["serve", "model-server", "--port=8500", "--rest_api_port=8501", "--model_config_file=/models/models.config"]

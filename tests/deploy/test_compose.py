@@ -1,0 +1,232 @@
+"""docker-compose.yml follows the service table of service/stack.py, and is well formed.
+
+There is no Docker engine here (and no compose plugin), so the compose file is checked
+structurally; where ``docker compose`` works, ``docker compose config -q`` runs too.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from service.stack import (
+    COMPOSE,
+    LOCUST_IMAGE,
+    PROMETHEUS_IMAGE,
+    REPO_ROOT,
+    SERVICES,
+    TF_SERVING_GPU_IMAGE,
+    TF_SERVING_IMAGE,
+)
+
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
+VARIABLE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+
+
+def with_defaults(value: Any) -> Any:
+    """Compose interpolation with an empty environment: ``${VAR:-default}`` -> default."""
+    if isinstance(value, str):
+        return VARIABLE.sub(lambda m: m.group(2) or "", value)
+    if isinstance(value, list):
+        return [with_defaults(item) for item in value]
+    if isinstance(value, dict):
+        return {key: with_defaults(item) for key, item in value.items()}
+    return value
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return with_defaults(yaml.safe_load(COMPOSE_FILE.read_text()))
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def container_ports(service: dict[str, Any]) -> dict[int, int]:
+    """container port -> published host port."""
+    result = {}
+    for entry in service.get("ports", []):
+        host, _, container = str(entry).rpartition(":")
+        result[int(container)] = int(host)
+    return result
+
+
+def mounts(service: dict[str, Any]) -> dict[str, str]:
+    """container path -> source (bind path or volume name)."""
+    result = {}
+    for entry in service.get("volumes", []):
+        source, target, *_ = str(entry).split(":")
+        result[target] = source
+    return result
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_service_matches_the_table(services: dict[str, Any], name: str) -> None:
+    spec = SERVICES[name]
+    service = services[name]
+    command = COMPOSE.command(spec)
+    if spec.program == "housing":
+        assert "build" in service, f"{name} is built from the project's Dockerfile"
+        assert service["command"] == command
+    else:
+        # Third-party images: the program is the entrypoint, or the image's default one.
+        assert service.get("entrypoint", [spec.program]) == [spec.program]
+        assert service["command"] == command
+    assert {k: str(v) for k, v in (service.get("environment") or {}).items()} == (
+        COMPOSE.environment(spec)
+    )
+    assert set(container_ports(service)) == set(spec.ports.values())
+
+
+def test_gateway_routes_keras_to_tfserving_and_sklearn_to_the_model_server(
+    services: dict[str, Any],
+) -> None:
+    command = services["gateway"]["command"]
+    assert "--upstream=housing_keras=tfserving:8500" in command
+    assert "--upstream=housing_sklearn=model-server:8500" in command
+
+
+def test_model_config_paths(services: dict[str, Any]) -> None:
+    models = COMPOSE.models
+    assert f"--model_config_file={models}/tfserving.config" in services["tfserving"]["command"]
+    assert f"--model_config_file={models}/models.config" in services["model-server"]["command"]
+    for name in ("trainer", "tfserving", "model-server", "gateway"):
+        assert mounts(services[name])[models] == "./models", name
+    assert mounts(services["trainer"])[models] == "./models"
+    assert not str(services["trainer"]["volumes"][0]).endswith(":ro"), "the trainer writes"
+    for name in ("tfserving", "model-server"):
+        assert mounts(services[name])[COMPOSE.tfserving_conf] == "./deploy/tfserving"
+    prometheus_dir = str(Path(COMPOSE.prometheus_config).parent)
+    assert mounts(services["prometheus"])[prometheus_dir] == "./deploy/prometheus"
+
+
+def test_tfserving_flags(services: dict[str, Any]) -> None:
+    flags = services["tfserving"]["command"]
+    for flag in ("--enable_batching", "--rest_api_port=8501", "--port=8500"):
+        assert flag in flags
+    assert any(f.startswith("--model_config_file_poll_wait_seconds=") for f in flags)
+    assert any(f.startswith("--batching_parameters_file=") for f in flags)
+    assert any(f.startswith("--monitoring_config_file=") for f in flags)
+
+
+def test_pinned_images(services: dict[str, Any]) -> None:
+    assert services["tfserving"]["image"] == TF_SERVING_IMAGE
+    assert services["tfserving-gpu"]["image"] == TF_SERVING_GPU_IMAGE
+    assert services["prometheus"]["image"] == PROMETHEUS_IMAGE
+    assert services["load"]["image"] == LOCUST_IMAGE
+    for name, service in services.items():
+        if "image" in service and "build" not in service:
+            tag = service["image"].rpartition(":")[2]
+            assert re.match(r"^v?\d+\.\d+\.\d+", tag), f"{name} image not pinned: {tag}"
+
+
+def test_gpu_profile(services: dict[str, Any]) -> None:
+    gpu = services["tfserving-gpu"]
+    assert gpu["profiles"] == ["gpu"]
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    assert gpu["command"] == services["tfserving"]["command"]
+    assert "healthcheck" in gpu
+
+
+def test_load_profile(services: dict[str, Any]) -> None:
+    load = services["load"]
+    assert load["profiles"] == ["load"]
+    command = load["command"]
+    assert command[command.index("-f") + 1] == "load_tests/locustfile.py"
+    assert "--headless" in command and "--host=http://gateway:8000" in command
+    assert load["depends_on"]["gateway"]["condition"] == "service_healthy"
+
+
+def test_health_checks_and_start_order(services: dict[str, Any]) -> None:
+    for name, spec in SERVICES.items():
+        if spec.health is None:
+            continue
+        role, path = spec.health
+        check = " ".join(services[name]["healthcheck"]["test"])
+        assert path in check and str(spec.ports[role]) in check, name
+    for name, service in services.items():
+        for dependency, rule in (service.get("depends_on") or {}).items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            assert rule["condition"] in CONDITIONS
+            if rule["condition"] == "service_healthy":
+                assert "healthcheck" in services[dependency], dependency
+    assert services["gateway"]["depends_on"] == {
+        "tfserving": {"condition": "service_healthy"},
+        "model-server": {"condition": "service_healthy"},
+    }
+    for name in ("tfserving", "model-server"):
+        rule = services[name]["depends_on"]["trainer"]
+        assert rule == {"condition": "service_completed_successfully"}
+    assert services["trainer"]["restart"] == "no"
+
+
+def test_structure(compose: dict[str, Any], services: dict[str, Any]) -> None:
+    published = [p for s in services.values() for p in container_ports(s).values()]
+    assert len(published) == len(set(published)), "two services publish the same host port"
+    declared = set(compose.get("volumes") or {})
+    for name, service in services.items():
+        assert ("image" in service) or ("build" in service), name
+        if "build" in service:
+            assert (REPO_ROOT / service["build"]["dockerfile"]).is_file(), name
+        assert isinstance(service.get("profiles", []), list)
+        for target, source in mounts(service).items():
+            assert target.startswith("/"), f"{name}: {target}"
+            if source.startswith("./"):
+                # ./models and ./runs are created on first use; Prometheus' own test below.
+                if source.split("/")[1] not in {"models", "runs"} and "prometheus" not in source:
+                    assert (REPO_ROOT / source).exists(), f"{name}: {source}"
+            else:
+                assert source in declared, f"{name}: volume {source} is not declared"
+
+
+def test_prometheus_config_scrapes_the_stack(services: dict[str, Any]) -> None:
+    config_dir = REPO_ROOT / "deploy" / "prometheus"
+    config_file = config_dir / "prometheus.yml"
+    if not config_file.is_file():
+        pytest.skip("deploy/prometheus/prometheus.yml not written yet")
+    config = yaml.safe_load(config_file.read_text())
+    for rule_file in config.get("rule_files", []):
+        relative = (
+            Path(rule_file).relative_to("/etc/prometheus")
+            if rule_file.startswith("/")
+            else rule_file
+        )
+        assert (config_dir / relative).is_file(), rule_file
+    targets = [
+        target
+        for job in config["scrape_configs"]
+        for static in job.get("static_configs", [])
+        for target in static["targets"]
+    ]
+    for target in targets:
+        host, _, port = target.rpartition(":")
+        if host in services:
+            assert int(port) in container_ports(services[host]), target
+    scraped = {target.rpartition(":")[0] for target in targets}
+    assert {"gateway", "model-server", "tfserving"} <= scraped
+
+
+def test_docker_compose_config() -> None:
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("no docker client")
+    probe = subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip("the docker compose plugin is not installed (checked structurally above)")
+    result = subprocess.run(
+        [docker, "compose", "-f", str(COMPOSE_FILE), "config", "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,54 @@
+"""The Dockerfiles pass hadolint and follow the project's image rules."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.stack import REPO_ROOT
+
+DOCKERFILES = sorted((REPO_ROOT / "docker").glob("*.Dockerfile"))
+HADOLINT = Path(sys.executable).parent / "hadolint"
+
+
+def test_one_dockerfile_per_deployable() -> None:
+    names = {path.name for path in DOCKERFILES}
+    assert names == {"gateway.Dockerfile", "model-server.Dockerfile", "trainer.Dockerfile"}
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_hadolint(dockerfile: Path) -> None:
+    result = subprocess.run(
+        [str(HADOLINT), "--failure-threshold", "info", str(dockerfile)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_image_rules(dockerfile: Path) -> None:
+    text = dockerfile.read_text()
+    stages = re.findall(r"^FROM\s+(\S+)", text, flags=re.MULTILINE)
+    assert len(stages) >= 2, "multi-stage"
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)", text, flags=re.MULTILINE)
+    assert base and re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", base[1])
+    users = re.findall(r"^USER\s+(\S+)", text, flags=re.MULTILINE)
+    assert users and users[-1].split(":")[0] not in {"root", "0"}, "runs as a non-root user"
+    assert re.search(r"^HEALTHCHECK\s", text, flags=re.MULTILINE)
+    assert not re.search(r"^COPY\s+.*\bmodels\b", text, flags=re.MULTILINE), "models are mounted"
+    assert not re.search(r"(?i)^(ENV|ARG)\s+\S*(SECRET|PASSWORD|TOKEN|API_KEY)", text, re.M)
+
+
+def test_dockerignore_keeps_local_state_out() -> None:
+    entries = {
+        line.strip()
+        for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".venv", "models", "runs", "logs", ".git"} <= entries
