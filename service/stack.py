@@ -97,6 +97,7 @@ SERVICES: dict[str, Service] = {
             args=(
                 "serve",
                 "model-server",
+                "--host={bind}",
                 *MODEL_SERVER_FLAGS,
                 "--model_config_file={models}/models.config",
             ),
