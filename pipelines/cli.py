@@ -16,10 +16,14 @@ COMMANDS: list[tuple[str | None, str, list[str]]] = [
     ("data", "fetch, verify and validate the dataset", ["pipelines.data_cmd"]),
     ("train", "train, evaluate and export a model version", []),
     (None, "", []),
-    ("serve", "run the model server or the gateway", ["service.stack"]),
+    (
+        "serve",
+        "run the model server or the gateway",
+        ["service.model_server.cli", "service.stack", "service.gateway.cli"],
+    ),
     ("monitor", "data drift and live performance", []),
-    ("pipeline", "retrain, promote and roll back model versions", []),
-    ("vertex", "deploy and run on Google Cloud Vertex AI", []),
+    ("pipeline", "retrain, promote and roll back model versions", ["pipelines.labels_cmd", "pipelines.retrain"]),
+    ("vertex", "deploy and run on Google Cloud Vertex AI", ["deploy.vertex.cli"]),
 ]
 
 # Errors whose message is enough for the user: one line, exit status 2.
