@@ -1,0 +1,130 @@
+"""App factory: ``create_app(settings, predictor=None) -> FastAPI``.
+
+Nothing happens at import time. Channels and the prediction log are opened in the
+lifespan, i.e. in each worker after it started, and closed on shutdown.
+``create_app_from_env`` is the zero-argument factory uvicorn workers call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from . import handlers, routes
+from .metrics import GatewayMetrics
+from .middleware import GatewayMiddleware
+from .predictor import GatewayPredictor, Predictor
+from .settings import GatewaySettings
+from .upstream import TFServingClient
+
+DESCRIPTION = """\
+Predicts California district median house values (Géron, *Hands-On ML*, chapter 2) by
+forwarding validated instances over gRPC to TF Serving or the project's model server.
+
+* `POST /v1/models/{name}:predict` or `POST /v1/predict` with `{"instances": [...]}`.
+* Select a version with `?version=N` or `/versions/N:predict`, a label with
+  `?label=stable` or `/labels/stable:predict`.
+* When API keys are configured, send `Authorization: Bearer <key>` or `X-API-Key: <key>`
+  (`/livez` and `/readyz` stay open).
+* Every answer carries `X-Request-ID` (yours when you send a well-formed one).
+"""
+HEALTH_PATHS = {"/livez", "/readyz", "/metrics"}
+DOC_PATHS = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+
+
+def default_predictor(settings: GatewaySettings, metrics: GatewayMetrics) -> GatewayPredictor:
+    upstream = TFServingClient(
+        settings.upstreams,
+        deadline_seconds=settings.deadline_seconds,
+        retries=settings.retries,
+        retry_backoff_seconds=settings.retry_backoff_seconds,
+        retry_after_seconds=settings.retry_after_seconds,
+        metrics=metrics,
+    )
+    log_file = settings.prediction_log_file
+    return GatewayPredictor(
+        upstream,
+        settings.upstreams,
+        metrics=metrics,
+        chunk_size=settings.chunk_size,
+        max_concurrent_chunks=settings.max_concurrent_chunks,
+        canary_percent=settings.canary_percent,
+        ready_cache_seconds=settings.ready_cache_seconds,
+        prediction_log_path=str(log_file) if log_file else None,
+    )
+
+
+def create_app(
+    settings: GatewaySettings | None = None, predictor: Predictor | None = None
+) -> FastAPI:
+    settings = settings or GatewaySettings()
+    metrics = GatewayMetrics()
+    active: Predictor = predictor or default_predictor(settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await active.start()
+        try:
+            yield
+        finally:
+            await active.close()
+
+    app = FastAPI(
+        title="California housing gateway",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.predictor = active
+    app.state.metrics = metrics
+    app.include_router(routes.router)
+    if settings.aip_predict_route:
+        app.add_api_route(
+            settings.aip_predict_route,
+            routes.predict_default,
+            methods=["POST"],
+            summary="Vertex AI predict route (default model)",
+            **routes.PREDICT,
+        )
+    if settings.aip_health_route:
+        app.add_api_route(
+            settings.aip_health_route,
+            routes.readyz,
+            methods=["GET"],
+            summary="Vertex AI health route (readiness)",
+            tags=["health"],
+        )
+    handlers.install(app)
+
+    open_paths = {"/livez", "/readyz", *DOC_PATHS}
+    unmeasured = set(HEALTH_PATHS) | DOC_PATHS
+    if settings.aip_health_route:
+        open_paths.add(settings.aip_health_route)
+        unmeasured.add(settings.aip_health_route)
+    app.add_middleware(
+        GatewayMiddleware,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        api_keys=settings.api_key_bytes(),
+        open_paths=open_paths,
+        unmeasured_paths=unmeasured,
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+            max_age=600,
+        )
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Zero-argument factory for uvicorn (``--factory``): settings from env and .env."""
+    return create_app(GatewaySettings())

@@ -1,0 +1,148 @@
+"""One pure-ASGI middleware for what every request shares, kept off the per-route code.
+
+Request id (accepted when well-formed, else generated; always returned), API-key check,
+body-size limit (Content-Length checked before anything is read, streamed bodies
+counted), in-flight gauge, request metrics by route template, and one JSON access log
+line. Pure ASGI rather than ``BaseHTTPMiddleware``: no extra task or copy per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from starlette.exceptions import HTTPException
+
+from .auth import is_authorized, presented_key
+from .errors import GatewayError, PayloadTooLarge, Unauthorized
+from .handlers import error_body
+from .metrics import GatewayMetrics
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+access_log = logging.getLogger("service.gateway.access")
+
+
+class GatewayMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: GatewayMetrics,
+        max_body_bytes: int,
+        api_keys: list[bytes],
+        open_paths: set[str],
+        unmeasured_paths: set[str],
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        self.api_keys = api_keys
+        self.open_paths = open_paths
+        self.unmeasured_paths = unmeasured_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-request-id")
+        request_id = given.decode() if given and REQUEST_ID.match(given) else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        rid_header = (b"x-request-id", request_id.encode())
+        status = [500]
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message["headers"] = [*message.get("headers", ()), rid_header]
+            await send(message)
+
+        path = scope["path"]
+        measured = path not in self.unmeasured_paths
+        started = time.perf_counter()
+        if measured:
+            self.metrics.in_flight.inc()
+        try:
+            error = self._precheck(path, headers)
+            if error is not None:
+                await self._answer(error, request_id, send_with_id)
+            else:
+                await self.app(scope, self._limited(receive), send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            if measured:
+                self.metrics.in_flight.dec()
+                route = scope.get("route")
+                template = getattr(route, "path", "unmatched")
+                labels = (
+                    template,
+                    str(state.get("model", "")),
+                    str(state.get("version", "")),
+                    str(status[0]),
+                )
+                self.metrics.requests.labels(*labels).inc()
+                self.metrics.latency.labels(*labels).observe(elapsed)
+                access_log.info(
+                    "request",
+                    extra={
+                        "request_id": request_id,
+                        "method": scope["method"],
+                        "route": template,
+                        "status": status[0],
+                        "model": state.get("model"),
+                        "version": state.get("version"),
+                        "duration_ms": round(elapsed * 1000, 3),
+                    },
+                )
+
+    def _precheck(self, path: str, headers: dict[bytes, bytes]) -> GatewayError | None:
+        if path not in self.open_paths and not is_authorized(self.api_keys, presented_key(headers)):
+            return Unauthorized()
+        length = headers.get(b"content-length")
+        if length is not None:
+            if not length.isdigit():
+                return GatewayError("Content-Length must be a non-negative integer")
+            if int(length) > self.max_body_bytes:
+                return PayloadTooLarge(
+                    f"request body of {int(length)} bytes exceeds the limit of "
+                    f"{self.max_body_bytes} bytes"
+                )
+        return None
+
+    def _limited(self, receive: Receive) -> Receive:
+        """``receive`` that stops a streamed (chunked) body once it passes the limit."""
+        seen = 0
+        limit = self.max_body_bytes
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise HTTPException(413, f"request body exceeds the limit of {limit} bytes")
+            return message
+
+        return limited
+
+    @staticmethod
+    async def _answer(error: GatewayError, request_id: str, send: Send) -> None:
+        body = error_body(error, request_id)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *((k.lower().encode(), v.encode()) for k, v in error.headers.items()),
+        ]
+        await send({"type": "http.response.start", "status": error.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

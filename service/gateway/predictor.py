@@ -1,0 +1,293 @@
+"""The transport-free core: what a prediction *is*, independent of HTTP and of gRPC.
+
+Routes call a ``Predictor``; ``GatewayPredictor`` implements it over any ``Upstream``
+(the TF Serving gRPC client in production and tests). It picks the version (explicit
+version or label, else the canary split), splits large batches into chunks sent
+concurrently, flags out-of-range inputs, records metrics and writes the served
+predictions to the prediction log before the answer is acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import grpc
+
+from service.prediction_log import PredictionLog, PredictionRecord
+from training.schema import FEATURES
+
+from .errors import GatewayError, ModelNotFound, UpstreamError
+from .metrics import GatewayMetrics
+from .ranges import out_of_range
+from .schemas import Instance
+from .upstream import Upstream, UpstreamPrediction, UpstreamVersion
+
+log = logging.getLogger("service.gateway")
+
+STABLE, CANARY = "stable", "canary"
+LABELS_MISSING_TTL = 30.0
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which version to ask for: an explicit version, a label, or neither (policy)."""
+
+    version: int | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class PredictionResult:
+    model: str
+    version: int | None
+    values: list[float]
+    out_of_range: list[list[str]]
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class ReadinessResult:
+    ready: bool
+    models: dict[str, str]
+
+
+class Predictor(Protocol):
+    """What the HTTP layer needs; nothing here knows about requests or channels."""
+
+    routes: dict[str, str]
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def predict(
+        self, model: str, instances: Sequence[Instance], selection: Selection, request_id: str
+    ) -> PredictionResult: ...
+
+    async def model_status(self, model: str, request_id: str) -> list[UpstreamVersion]: ...
+
+    async def readiness(self, request_id: str) -> ReadinessResult: ...
+
+
+def canary_bucket(request_id: str) -> float:
+    """A stable number in [0, 100) for a request id: the same id always routes the same way."""
+    digest = hashlib.blake2b(request_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % 10_000 / 100
+
+
+def _is_label_error(exc: UpstreamError) -> bool:
+    return exc.grpc_code in (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.FAILED_PRECONDITION,
+    ) and ("label" in exc.details_text.lower())
+
+
+class GatewayPredictor:
+    """``Predictor`` over an ``Upstream``, with chunking, canary, log and metrics."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        routes: dict[str, str],
+        *,
+        metrics: GatewayMetrics,
+        chunk_size: int = 256,
+        max_concurrent_chunks: int = 8,
+        canary_percent: float = 0.0,
+        ready_cache_seconds: float = 1.0,
+        prediction_log_path: str | None = None,
+    ) -> None:
+        self.upstream = upstream
+        self.routes = dict(routes)
+        self.metrics = metrics
+        self.chunk_size = chunk_size
+        self.max_concurrent_chunks = max_concurrent_chunks
+        self.canary_percent = canary_percent
+        self.ready_cache_seconds = ready_cache_seconds
+        self.prediction_log_path = prediction_log_path
+        self.prediction_log: PredictionLog | None = None
+        self._labels_missing: dict[str, float] = {}
+        self._ready: tuple[float, ReadinessResult] | None = None
+
+    async def start(self) -> None:
+        await self.upstream.start()
+        if self.prediction_log_path:
+            self.prediction_log = await asyncio.to_thread(PredictionLog, self.prediction_log_path)
+
+    async def close(self) -> None:
+        await self.upstream.close()
+        if self.prediction_log is not None:
+            await asyncio.to_thread(self.prediction_log.close)
+            self.prediction_log = None
+
+    def _check_model(self, model: str) -> None:
+        if model not in self.routes:
+            shown = model if len(model) <= 64 else model[:64] + "..."
+            raise ModelNotFound(
+                f"unknown model {shown!r}; served models: {', '.join(sorted(self.routes))}"
+            )
+
+    def _canary_label(self, model: str, selection: Selection, request_id: str) -> str | None:
+        if selection.version is not None or selection.label is not None:
+            return None
+        if self.canary_percent <= 0:
+            return None
+        if self._labels_missing.get(model, 0.0) > time.monotonic():
+            return None
+        return CANARY if canary_bucket(request_id) < self.canary_percent else STABLE
+
+    async def predict(
+        self, model: str, instances: Sequence[Instance], selection: Selection, request_id: str
+    ) -> PredictionResult:
+        self._check_model(model)
+        label = self._canary_label(model, selection, request_id)
+        try:
+            served = await self._predict_chunks(model, instances, selection, label, request_id)
+        except UpstreamError as exc:
+            if label is None or not _is_label_error(exc):
+                raise
+            # The model has no stable/canary labels: default version policy for a while.
+            self._labels_missing[model] = time.monotonic() + LABELS_MISSING_TTL
+            label = None
+            served = await self._predict_chunks(model, instances, selection, None, request_id)
+        if label is not None:
+            self.metrics.canary.labels(model, label).inc()
+        else:
+            label = selection.label
+        result = self._result(model, instances, served, label)
+        await self._log(result, instances, request_id)
+        return result
+
+    async def _predict_chunks(
+        self,
+        model: str,
+        instances: Sequence[Instance],
+        selection: Selection,
+        label: str | None,
+        request_id: str,
+    ) -> list[UpstreamPrediction]:
+        chunks = [
+            instances[i : i + self.chunk_size] for i in range(0, len(instances), self.chunk_size)
+        ]
+        version = selection.version
+        label = label or selection.label
+        if len(chunks) == 1:
+            return [await self._call(model, chunks[0], version, label, request_id)]
+        gate = asyncio.Semaphore(self.max_concurrent_chunks)
+
+        async def one(chunk: Sequence[Instance], pinned: int | None) -> UpstreamPrediction:
+            async with gate:
+                return await self._call(model, chunk, pinned, label, request_id)
+
+        served = list(await asyncio.gather(*(one(chunk, version) for chunk in chunks)))
+        # A version switch mid-request would mix versions: re-ask the odd chunks pinned to
+        # the first chunk's version, so one answer always comes from one version.
+        first = served[0].version
+        if version is None and first is not None:
+            odd = [i for i, s in enumerate(served) if s.version != first]
+            redone = await asyncio.gather(*(one(chunks[i], first) for i in odd))
+            for i, again in zip(odd, redone, strict=True):
+                served[i] = again
+        return served
+
+    async def _call(
+        self,
+        model: str,
+        chunk: Sequence[Instance],
+        version: int | None,
+        label: str | None,
+        request_id: str,
+    ) -> UpstreamPrediction:
+        columns = {name: [getattr(inst, name) for inst in chunk] for name in FEATURES}
+        return await self.upstream.predict(
+            model,
+            columns,
+            len(chunk),
+            version=version,
+            label=label if version is None else None,
+            request_id=request_id,
+        )
+
+    def _result(
+        self,
+        model: str,
+        instances: Sequence[Instance],
+        served: list[UpstreamPrediction],
+        label: str | None,
+    ) -> PredictionResult:
+        values = [v for part in served for v in part.values]
+        if not all(math.isfinite(v) for v in values):
+            raise GatewayError(
+                f"model {model} returned a non-finite prediction",
+                status=502,
+                code="bad_upstream_response",
+            )
+        version = served[0].version
+        version_label = str(version) if version is not None else ""
+        flags = [out_of_range(inst) for inst in instances]
+        for value in values:
+            self.metrics.predicted_value.labels(model, version_label).observe(value)
+        self.metrics.instances.labels(model, version_label).inc(len(values))
+        for flagged in flags:
+            for feature in flagged:
+                self.metrics.out_of_range.labels(model, feature).inc()
+        return PredictionResult(model, version, values, flags, label)
+
+    async def _log(
+        self, result: PredictionResult, instances: Sequence[Instance], request_id: str
+    ) -> None:
+        """Append the served predictions and wait for the commit: acknowledged = durable."""
+        if self.prediction_log is None:
+            return
+        now = time.time()
+        records = [
+            PredictionRecord(
+                request_id, result.model, result.version, inst.model_dump(), value, now
+            )
+            for inst, value in zip(instances, result.values, strict=True)
+        ]
+        try:
+            await asyncio.wrap_future(self.prediction_log.append(records))
+        except Exception as exc:  # the answer is still right; the loss is counted and logged
+            self.metrics.prediction_log_failures.inc(len(records))
+            log.error(
+                "prediction log write failed",
+                extra={"request_id": request_id, "records": len(records), "error": repr(exc)},
+            )
+
+    async def model_status(self, model: str, request_id: str) -> list[UpstreamVersion]:
+        self._check_model(model)
+        return await self.upstream.model_status(model, request_id)
+
+    async def readiness(self, request_id: str) -> ReadinessResult:
+        """Ready when every routed model has an AVAILABLE version; cached briefly."""
+        now = time.monotonic()
+        if self._ready is not None and self._ready[0] > now:
+            return self._ready[1]
+        names = sorted(self.routes)
+        answers = await asyncio.gather(
+            *(self.upstream.model_status(name, request_id) for name in names),
+            return_exceptions=True,
+        )
+        models: dict[str, str] = {}
+        for name, answer in zip(names, answers, strict=True):
+            if isinstance(answer, GatewayError):
+                models[name] = answer.message
+            elif isinstance(answer, BaseException):
+                raise answer
+            elif any(v.state == "AVAILABLE" for v in answer):
+                models[name] = "AVAILABLE"
+            else:
+                states = ", ".join(f"v{v.version} {v.state}" for v in answer) or "no versions"
+                models[name] = f"no AVAILABLE version ({states})"
+        result = ReadinessResult(all(s == "AVAILABLE" for s in models.values()), models)
+        self._ready = (now + self.ready_cache_seconds, result)
+        return result

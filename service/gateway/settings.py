@@ -1,0 +1,164 @@
+"""Gateway settings: one pydantic-settings class, env prefix ``HOUSING_``.
+
+Precedence, highest first: command-line flags (``housing serve gateway --port ...``, passed
+to the constructor) > environment variables (``HOUSING_PORT=...``) > a ``.env`` file in the
+working directory > the defaults below. Complex values (``HOUSING_UPSTREAMS``,
+``HOUSING_API_KEYS``, ``HOUSING_CORS_ORIGINS``) are JSON. One exception for Vertex AI:
+``AIP_HTTP_PORT``, when set, overrides the port whatever else says, because Vertex only
+routes traffic to that port.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from training.schema import KERAS_MODEL, SKLEARN_MODEL
+
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
+TARGET_PATTERN = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+
+
+class GatewaySettings(BaseSettings):
+    """Everything the gateway needs to know, read once at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HOUSING_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+    )
+
+    host: str = "0.0.0.0"
+    """Interface to bind. 0.0.0.0 so the container contract (docker, Vertex AI) works as is."""
+
+    port: int = Field(8000, ge=1, le=65535)
+    """TCP port to listen on (AIP_HTTP_PORT overrides it when set)."""
+
+    workers: int = Field(1, ge=1, le=64)
+    """Server processes; each opens its own gRPC channels after the fork."""
+
+    upstreams: dict[str, str] = Field(
+        default_factory=lambda: {SKLEARN_MODEL: "localhost:8500", KERAS_MODEL: "localhost:8500"}
+    )
+    """Routing table: model name -> gRPC target "host:port" (TF Serving or the model server).
+    Only these models are served; any other name is a 404 without an upstream call."""
+
+    default_model: str = SKLEARN_MODEL
+    """Model used by POST /v1/predict and the Vertex AI predict route."""
+
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    """Accepted API keys (JSON list). Empty: authentication is off."""
+
+    deadline_seconds: float = Field(5.0, gt=0, le=300)
+    """gRPC deadline of every upstream call (retries included)."""
+
+    retries: int = Field(2, ge=0, le=10)
+    """Extra attempts after an UNAVAILABLE upstream answer (no other code is retried)."""
+
+    retry_backoff_seconds: float = Field(0.05, ge=0, le=10)
+    """First backoff between retries; doubles on each attempt, with jitter."""
+
+    retry_after_seconds: int = Field(1, ge=0, le=3600)
+    """Value of the Retry-After header on 503 and 429 answers."""
+
+    max_instances: int = Field(1000, ge=1, le=1_000_000)
+    """Most instances in one request; more is a 413."""
+
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    """Largest request body in bytes, checked before parsing; larger is a 413."""
+
+    chunk_size: int = Field(256, ge=1)
+    """Instances per upstream Predict call; a larger batch is split into concurrent chunks."""
+
+    max_concurrent_chunks: int = Field(8, ge=1)
+    """Chunks of one request in flight at once."""
+
+    prediction_log_path: str = "logs/predictions.sqlite3"
+    """SQLite file of served predictions, for the drift monitor. Empty disables the log."""
+
+    models_dir: Path | None = None
+    """Model repository folder (reference samples for drift). Default: the repository's."""
+
+    drift_interval_seconds: float = Field(0.0, ge=0)
+    """Seconds between background drift checks over the prediction log; 0 disables them."""
+
+    cors_origins: list[str] = Field(default_factory=list)
+    """Origins allowed by CORS (JSON list). Empty: no cross-origin access at all."""
+
+    canary_percent: float = Field(0.0, ge=0, le=100)
+    """Share of requests (0-100) without an explicit version or label sent to the upstream
+    label "canary"; the rest go to "stable". Sticky per request id."""
+
+    ready_cache_seconds: float = Field(1.0, ge=0, le=60)
+    """How long a readiness answer from the upstreams is reused."""
+
+    log_level: str = "info"
+    """Logging level: debug, info, warning or error."""
+
+    aip_http_port: int | None = Field(
+        None, validation_alias=AliasChoices("AIP_HTTP_PORT", "aip_http_port"), ge=1, le=65535
+    )
+    """Vertex AI: port the container must listen on (overrides ``port``)."""
+
+    aip_predict_route: str | None = Field(
+        None, validation_alias=AliasChoices("AIP_PREDICT_ROUTE", "aip_predict_route")
+    )
+    """Vertex AI: extra POST path served like /v1/predict."""
+
+    aip_health_route: str | None = Field(
+        None, validation_alias=AliasChoices("AIP_HEALTH_ROUTE", "aip_health_route")
+    )
+    """Vertex AI: extra GET path answered like /readyz."""
+
+    @field_validator("upstreams")
+    @classmethod
+    def _check_upstreams(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("at least one upstream model is required")
+        for name, target in value.items():
+            if not re.match(MODEL_NAME_PATTERN, name):
+                raise ValueError(f"invalid model name {name!r}")
+            if not TARGET_PATTERN.match(target):
+                raise ValueError(f"upstream for {name!r} must be HOST:PORT, got {target!r}")
+        return value
+
+    @field_validator("aip_predict_route", "aip_health_route")
+    @classmethod
+    def _check_route(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError("a route must start with '/'")
+        return value or None
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "error", "critical"}:
+            raise ValueError("log level must be debug, info, warning, error or critical")
+        return value.lower()
+
+    @model_validator(mode="after")
+    def _check_default_model(self) -> GatewaySettings:
+        if self.default_model not in self.upstreams:
+            raise ValueError(
+                f"default model {self.default_model!r} has no upstream "
+                f"(routed: {', '.join(sorted(self.upstreams))})"
+            )
+        return self
+
+    @property
+    def listen_port(self) -> int:
+        """The port actually bound: Vertex AI's AIP_HTTP_PORT wins when set."""
+        return self.aip_http_port or self.port
+
+    @property
+    def prediction_log_file(self) -> Path | None:
+        return Path(self.prediction_log_path) if self.prediction_log_path.strip() else None
+
+    def api_key_bytes(self) -> list[bytes]:
+        return [key.get_secret_value().encode() for key in self.api_keys]
