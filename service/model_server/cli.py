@@ -1,0 +1,143 @@
+"""``housing serve model-server``: TF Serving's flags, so compose files work with either."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+HELP = "the project's model server (TF Serving's gRPC + REST protocol, sklearn and SavedModel)"
+
+
+def flag_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=port, default=8500, help="gRPC port (default 8500)")
+    parser.add_argument(
+        "--rest_api_port", type=port, default=8501, help="REST port (default 8501; 0 disables REST)"
+    )
+    parser.add_argument(
+        "--host", default="0.0.0.0", help="address to bind both ports (default 0.0.0.0)"
+    )
+    parser.add_argument(
+        "--model_config_file",
+        type=Path,
+        help="ModelServerConfig text proto (TF Serving's); relative base_path values are "
+        "relative to this file's folder",
+    )
+    parser.add_argument(
+        "--model_config_file_poll_wait_seconds",
+        type=float,
+        default=0.0,
+        help="re-read --model_config_file this often and apply changes (0: never; default 0)",
+    )
+    parser.add_argument(
+        "--file_system_poll_wait_seconds",
+        type=float,
+        default=1.0,
+        help="look for new or removed version folders this often (default 1; 0: never)",
+    )
+    parser.add_argument(
+        "--model_name", help="single-model mode: the model's name (with --model_base_path)"
+    )
+    parser.add_argument(
+        "--model_base_path",
+        type=Path,
+        help="single-model mode: folder of integer version folders; the platform is detected "
+        "(model.joblib: sklearn, saved_model.pb: tensorflow)",
+    )
+    parser.add_argument(
+        "--enable_batching",
+        type=flag_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="merge concurrent Predict calls into one model call",
+    )
+    parser.add_argument(
+        "--batching_parameters_file",
+        type=Path,
+        help="BatchingParameters text proto (max_batch_size, batch_timeout_micros, "
+        "max_enqueued_batches, num_batch_threads)",
+    )
+    parser.add_argument(
+        "--monitoring_config_file",
+        type=Path,
+        help="MonitoringConfig text proto; prometheus_config { enable: true } serves metrics "
+        "on the REST port",
+    )
+
+
+def options_from_args(args: argparse.Namespace):
+    """Validate flag combinations and read the batching and monitoring files."""
+    from pipelines.common import CommandError
+    from service.model_server.config import (
+        BatchingOptions,
+        ServerOptions,
+        read_batching_parameters,
+        read_monitoring_config,
+    )
+
+    if args.model_config_file is None and not (args.model_name and args.model_base_path):
+        raise CommandError("give --model_config_file, or --model_name with --model_base_path")
+    if args.model_config_file is not None and (args.model_name or args.model_base_path):
+        raise CommandError("--model_config_file excludes --model_name/--model_base_path")
+    if args.port == 0 or args.port == args.rest_api_port:
+        raise CommandError("--port must be non-zero and differ from --rest_api_port")
+    cpus = os.cpu_count() or 2
+    batching = None
+    if args.enable_batching:
+        batching = (
+            read_batching_parameters(args.batching_parameters_file, cpus)
+            if args.batching_parameters_file
+            else BatchingOptions(num_batch_threads=cpus)
+        )
+    elif args.batching_parameters_file:
+        raise CommandError("--batching_parameters_file needs --enable_batching")
+    prometheus_path = None
+    if args.monitoring_config_file:
+        prometheus_path = read_monitoring_config(args.monitoring_config_file)
+        if prometheus_path and not args.rest_api_port:
+            raise CommandError(
+                "Prometheus metrics are served on the REST port: set --rest_api_port"
+            )
+    return ServerOptions(
+        port=args.port,
+        rest_api_port=args.rest_api_port,
+        host=args.host,
+        model_config_file=args.model_config_file,
+        model_config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
+        file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
+        model_name=args.model_name,
+        model_base_path=args.model_base_path,
+        batching=batching,
+        prometheus_path=prometheus_path,
+    )
+
+
+def handle(args: argparse.Namespace) -> int:
+    options = options_from_args(args)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from service.model_server.server import run
+
+    return run(options)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("model-server", help=HELP, description=HELP)
+    add_arguments(parser)
+    parser.set_defaults(func=handle)

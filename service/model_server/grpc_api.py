@@ -1,0 +1,138 @@
+"""gRPC: TF Serving's PredictionService and ModelService, on ``grpc.aio``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import grpc
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from service.model_server.errors import ServingError, invalid
+from service.model_server.manager import ModelManager
+from service.model_server.predict import Predictor
+from service.model_server.tensors import from_numpy, to_numpy
+
+SIGNATURE_DEF_FIELD = "signature_def"
+
+
+def version_choice(spec) -> tuple[int | None, str | None]:
+    choice = spec.WhichOneof("version_choice")
+    if choice == "version":
+        return spec.version.value, None
+    if choice == "version_label":
+        return None, spec.version_label
+    return None, None
+
+
+async def abort(context: grpc.aio.ServicerContext, error: ServingError) -> None:
+    await context.abort(error.code, error.message)
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, predictor: Predictor):
+        self.predictor = predictor
+
+    async def Predict(self, request: predict_pb2.PredictRequest, context):  # noqa: N802
+        spec = request.model_spec
+        try:
+            version, label = version_choice(spec)
+            inputs = {name: to_numpy(name, tensor) for name, tensor in request.inputs.items()}
+            result = await self.predictor.predict(
+                spec.name,
+                version,
+                label,
+                spec.signature_name,
+                inputs,
+                list(request.output_filter),
+                "grpc",
+            )
+        except ServingError as error:
+            await abort(context, error)
+            raise AssertionError("unreachable") from None
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = result.name
+        response.model_spec.version.value = result.version
+        response.model_spec.signature_name = result.signature_name
+        for name, values in result.outputs.items():
+            response.outputs[name].CopyFrom(
+                from_numpy(values, result.signature.outputs[name].dtype)
+            )
+        return response
+
+    async def GetModelMetadata(self, request, context):  # noqa: N802
+        spec = request.model_spec
+        started = time.perf_counter()
+        try:
+            if not request.metadata_field:
+                raise invalid("GetModelMetadataRequest must specify at least one metadata_field")
+            for field in request.metadata_field:
+                if field != SIGNATURE_DEF_FIELD:
+                    raise invalid(f"Metadata field {field} is not supported")
+            version, label = version_choice(spec)
+            response = metadata_response(self.predictor.manager, spec.name, version, label)
+        except ServingError as error:
+            await abort(context, error)
+            raise AssertionError("unreachable") from None
+        self.predictor.metrics.latency.labels(
+            spec.name, str(response.model_spec.version.value), "metadata"
+        ).observe(time.perf_counter() - started)
+        return response
+
+
+def metadata_response(
+    manager: ModelManager, name: str, version: int | None, label: str | None
+) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    """The real SignatureDefs of the version, packed as TF Serving packs them."""
+    loaded = manager.resolve(name, version, label)
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    response.model_spec.name = name
+    response.model_spec.version.value = loaded.servable.version
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    for key, signature in loaded.servable.signatures.items():
+        signature_map.signature_def[key].CopyFrom(signature)
+    response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
+    return response
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, manager: ModelManager, config_dir: Path):
+        self.manager = manager
+        self.config_dir = config_dir
+
+    async def GetModelStatus(self, request, context):  # noqa: N802
+        spec = request.model_spec
+        try:
+            version, label = version_choice(spec)
+            if label:
+                state = self.manager.models.get(spec.name)
+                if state is None or label not in state.labels:
+                    raise invalid(f"Unrecognized servable version label: {label}")
+                version = state.labels[label]
+            statuses = self.manager.status(spec.name, version)
+        except ServingError as error:
+            await abort(context, error)
+            raise AssertionError("unreachable") from None
+        return get_model_status_pb2.GetModelStatusResponse(model_version_status=statuses)
+
+    async def HandleReloadConfigRequest(self, request, context):  # noqa: N802
+        """Apply a new model list; like TF Serving, a failure is both in the body and the code."""
+        try:
+            if request.config.WhichOneof("config") != "model_config_list":
+                raise invalid("ReloadConfigRequest: only model_config_list is supported")
+            await self.manager.apply_config(request.config, self.config_dir)
+        except ServingError as error:
+            context.set_code(error.code)
+            context.set_details(error.message)
+            response = model_management_pb2.ReloadConfigResponse()
+            response.status.error_code = error.code.value[0]
+            response.status.error_message = error.message
+            return response
+        return model_management_pb2.ReloadConfigResponse()

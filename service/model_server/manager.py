@@ -1,0 +1,299 @@
+"""Which versions of which models are loaded: policies, labels, polling, zero-downtime swaps.
+
+TF Serving's semantics: a model's version policy (``latest``, ``all``, ``specific``) picks
+the *aspired* versions among the integer folders under its base path; aspired versions are
+loaded and warmed up before versions that are no longer aspired are unloaded
+(availability-preserving). A version that fails to load is reported (state END with the
+error) and left out of the policy until its folder changes, so the previous one keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.config import model_server_config_pb2
+
+from service.model_server.batching import Batcher, Columns
+from service.model_server.config import BatchingOptions
+from service.model_server.errors import ServingError, invalid, not_found
+from service.model_server.metrics import ServerMetrics
+from service.model_server.servables import Servable, load_servable
+from training.repository import resolve_base_path
+
+log = logging.getLogger("housing.model_server")
+State = get_model_status_pb2.ModelVersionStatus.State
+UNLOAD_DRAIN_SECONDS = 30.0
+
+
+@dataclass
+class VersionStatus:
+    state: int
+    error: str = ""
+    fingerprint: tuple = ()
+
+
+@dataclass
+class LoadedVersion:
+    """A servable plus what the request path needs: its batchers and in-flight count."""
+
+    servable: Servable
+    batchers: dict[str, Batcher] = field(default_factory=dict)
+    inflight: int = 0
+
+
+@dataclass
+class ModelState:
+    config: model_server_config_pb2.ModelConfig
+    base_path: Path
+    loaded: dict[int, LoadedVersion] = field(default_factory=dict)
+    statuses: dict[int, VersionStatus] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> dict[str, int]:
+        return dict(self.config.version_labels)
+
+
+def folder_fingerprint(path: Path) -> tuple:
+    """Cheap change detector for a version folder: names, sizes and mtimes of its files."""
+    try:
+        return tuple(
+            sorted(
+                (str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
+                for p in path.rglob("*")
+                if p.is_file()
+            )
+        )
+    except OSError:
+        return ()
+
+
+def versions_on_disk(base_path: Path) -> dict[int, Path]:
+    if not base_path.is_dir():
+        return {}
+    return {
+        int(child.name): child
+        for child in base_path.iterdir()
+        if child.name.isdigit() and child.is_dir()
+    }
+
+
+def aspired(policy: model_server_config_pb2.ModelConfig, candidates: list[int]) -> set[int]:
+    choice = policy.model_version_policy.WhichOneof("policy_choice")
+    if choice == "all":
+        return set(candidates)
+    if choice == "specific":
+        return set(candidates) & set(policy.model_version_policy.specific.versions)
+    count = policy.model_version_policy.latest.num_versions if choice == "latest" else 1
+    return set(sorted(candidates)[-max(count, 1) :]) if candidates else set()
+
+
+class ModelManager:
+    """Owns the loaded versions; everything runs on the event loop, loads in a thread."""
+
+    def __init__(
+        self,
+        metrics: ServerMetrics,
+        executor: Executor,
+        batching: BatchingOptions | None,
+        loader: Callable[[str, int, Path, str], Servable] = load_servable,
+    ):
+        self.metrics = metrics
+        self.executor = executor
+        self.batching = batching
+        self.loader = loader
+        self.models: dict[str, ModelState] = {}
+        self.lock = asyncio.Lock()
+        self.config_dir = Path.cwd()
+
+    # ---- configuration and polling ---------------------------------------------------
+
+    def validate_config(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+        names = [entry.name for entry in config.model_config_list.config]
+        for entry in config.model_config_list.config:
+            if not entry.name:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "a model config has no name")
+            if names.count(entry.name) > 1:
+                raise invalid(f"model name {entry.name!r} appears twice in the config")
+            if not entry.base_path:
+                raise invalid(f"model {entry.name}: base_path is empty")
+
+    async def apply_config(
+        self, config: model_server_config_pb2.ModelServerConfig, config_dir: Path | None = None
+    ) -> None:
+        """Replace the set of models (as HandleReloadConfigRequest does), then load."""
+        self.validate_config(config)
+        async with self.lock:
+            if config_dir is not None:
+                self.config_dir = config_dir
+            wanted = {entry.name: entry for entry in config.model_config_list.config}
+            for name in list(self.models):
+                if name not in wanted:
+                    state = self.models.pop(name)
+                    for version in list(state.loaded):
+                        await self._unload(state, version)
+            for name, entry in wanted.items():
+                base = resolve_base_path(self.config_dir / "models.config", entry.base_path)
+                state = self.models.get(name)
+                if state is None:
+                    self.models[name] = ModelState(config=entry, base_path=base)
+                else:
+                    state.config = entry
+                    state.base_path = base
+            await self._sync_all()
+
+    async def poll(self) -> None:
+        async with self.lock:
+            await self._sync_all()
+
+    async def _sync_all(self) -> None:
+        for name in list(self.models):
+            await self._sync(name, self.models[name])
+
+    async def _sync(self, name: str, state: ModelState) -> None:
+        loop = asyncio.get_running_loop()
+        on_disk = await loop.run_in_executor(self.executor, versions_on_disk, state.base_path)
+        fingerprints = {
+            version: await loop.run_in_executor(self.executor, folder_fingerprint, path)
+            for version, path in on_disk.items()
+            if version not in state.loaded
+        }
+        candidates = [
+            version
+            for version in on_disk
+            if version in state.loaded
+            or not (
+                version in state.statuses
+                and state.statuses[version].error
+                and state.statuses[version].fingerprint == fingerprints[version]
+            )
+        ]
+        target = aspired(state.config, candidates)
+        for version in sorted(target - set(state.loaded)):
+            await self._load(name, state, version, on_disk[version], fingerprints[version])
+        serving_target = any(v in state.loaded for v in target)
+        for version in sorted(set(state.loaded) - target):
+            if serving_target or version not in on_disk:
+                await self._unload(state, version)
+
+    async def _load(
+        self, name: str, state: ModelState, version: int, path: Path, fingerprint: tuple
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        state.statuses[version] = VersionStatus(State.LOADING, fingerprint=fingerprint)
+        platform = state.config.model_platform or "tensorflow"
+        started = time.perf_counter()
+
+        def load_and_warm() -> Servable:
+            servable = self.loader(name, version, path, platform)
+            servable.warmup()
+            return servable
+
+        try:
+            servable = await loop.run_in_executor(self.executor, load_and_warm)
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            log.error("model %s version %d failed to load: %s", name, version, message)
+            state.statuses[version] = VersionStatus(State.END, message, fingerprint)
+            self.metrics.loads.labels(name, "error").inc()
+            return
+        state.loaded[version] = LoadedVersion(servable)
+        state.statuses[version] = VersionStatus(State.AVAILABLE, fingerprint=fingerprint)
+        self.metrics.loads.labels(name, "ok").inc()
+        self.metrics.load_seconds.labels(name).observe(time.perf_counter() - started)
+        self.metrics.available.labels(name, str(version)).set(1)
+        log.info("model %s version %d is available", name, version)
+
+    async def _unload(self, state: ModelState, version: int) -> None:
+        """Stop routing to the version, let in-flight requests finish, then drop it."""
+        loaded = state.loaded.pop(version)
+        name = loaded.servable.name
+        state.statuses[version] = VersionStatus(State.UNLOADING)
+        deadline = time.monotonic() + UNLOAD_DRAIN_SECONDS
+        while loaded.inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for batcher in loaded.batchers.values():
+            await batcher.close()
+        state.statuses[version] = VersionStatus(State.END)
+        self.metrics.available.labels(name, str(version)).set(0)
+        log.info("model %s version %d unloaded", name, version)
+
+    async def close(self) -> None:
+        async with self.lock:
+            for state in self.models.values():
+                for version in list(state.loaded):
+                    await self._unload(state, version)
+
+    # ---- request routing -------------------------------------------------------------
+
+    def resolve(self, name: str, version: int | None, label: str | None) -> LoadedVersion:
+        """The loaded version a request addresses, with TF Serving's errors and wording."""
+        state = self.models.get(name)
+        if label:
+            if state is None:
+                raise not_found(f"Servable not found for request: Latest({name})")
+            if label not in state.labels:
+                raise invalid(f"Unrecognized servable version label: {label}")
+            version = state.labels[label]
+        if version is None:
+            if state is None or not state.loaded:
+                raise not_found(f"Servable not found for request: Latest({name})")
+            return state.loaded[max(state.loaded)]
+        if state is None or version not in state.loaded:
+            raise not_found(f"Servable not found for request: Specific({name}, {version})")
+        return state.loaded[version]
+
+    def batcher(self, loaded: LoadedVersion, signature_name: str) -> Batcher | None:
+        if self.batching is None:
+            return None
+        batcher = loaded.batchers.get(signature_name)
+        if batcher is None:
+            servable = loaded.servable
+            labels = (servable.name, str(servable.version))
+
+            def on_batch(requests: int, rows: int, seconds: float) -> None:
+                self.metrics.batch_requests.labels(*labels).observe(requests)
+                self.metrics.batch_rows.labels(*labels).observe(rows)
+                self.metrics.model_seconds.labels(*labels).observe(seconds)
+
+            def run(inputs: Columns) -> Columns:
+                return servable.predict(signature_name, inputs)
+
+            batcher = Batcher(
+                run,
+                self.batching,
+                self.executor,
+                on_batch,
+                self.metrics.queued_rows.labels(*labels).set,
+            )
+            loaded.batchers[signature_name] = batcher
+        return batcher
+
+    def status(
+        self, name: str, version: int | None
+    ) -> list[get_model_status_pb2.ModelVersionStatus]:
+        state = self.models.get(name)
+        if state is None or not state.statuses:
+            raise not_found(f"Could not find any versions of model {name}")
+        versions = sorted(state.statuses, reverse=True)
+        if version is not None:
+            if version not in state.statuses:
+                raise not_found(f"Could not find version {version} of model {name}")
+            versions = [version]
+        result = []
+        for v in versions:
+            status = state.statuses[v]
+            entry = get_model_status_pb2.ModelVersionStatus(version=v, state=status.state)
+            entry.status.SetInParent()
+            if status.error:
+                entry.status.error_code = 2  # tensorflow.error.UNKNOWN: the load failed
+                entry.status.error_message = status.error
+            result.append(entry)
+        return result

@@ -1,0 +1,199 @@
+"""Servables: one loaded model version behind one interface, whatever the framework.
+
+Both kinds expose ``signatures`` (name → SignatureDef, what GetModelMetadata returns and
+what requests are validated against) and a blocking ``predict`` that takes and returns
+whole columns, so a merged batch costs one model call.
+"""
+
+from __future__ import annotations
+
+import struct
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+from tensorflow.core.framework import tensor_shape_pb2, types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow_serving.apis import prediction_log_pb2
+
+from service.model_server.tensors import NUMPY_DTYPES, to_numpy
+from training.repository import PLATFORM_SKLEARN, PLATFORM_TENSORFLOW, load_sklearn_model
+from training.schema import (
+    CATEGORICAL_FEATURE,
+    FEATURES,
+    NUMERIC_FEATURES,
+    OUTPUT_NAME,
+    SIGNATURE_NAME,
+)
+
+PREDICT_METHOD = "tensorflow/serving/predict"
+WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
+# One plausible district, used to warm a version up when it ships no warm-up requests.
+SAMPLE_ROW: dict[str, object] = {
+    "longitude": -122.23,
+    "latitude": 37.88,
+    "housing_median_age": 41.0,
+    "total_rooms": 880.0,
+    "total_bedrooms": float("nan"),
+    "population": 322.0,
+    "households": 126.0,
+    "median_income": 8.3252,
+    "ocean_proximity": b"NEAR BAY",
+}
+
+Columns = dict[str, np.ndarray]
+
+
+def contract_signature() -> meta_graph_pb2.SignatureDef:
+    """The ▶ ``serving_default`` signature, for servables that have no graph of their own."""
+
+    def info(name: str, dtype: int) -> meta_graph_pb2.TensorInfo:
+        return meta_graph_pb2.TensorInfo(
+            name=f"{name}:0",
+            dtype=dtype,
+            tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=-1)]
+            ),
+        )
+
+    signature = meta_graph_pb2.SignatureDef(method_name=PREDICT_METHOD)
+    for name in NUMERIC_FEATURES:
+        signature.inputs[name].CopyFrom(info(name, types_pb2.DT_FLOAT))
+    signature.inputs[CATEGORICAL_FEATURE].CopyFrom(info(CATEGORICAL_FEATURE, types_pb2.DT_STRING))
+    signature.outputs[OUTPUT_NAME].CopyFrom(info(OUTPUT_NAME, types_pb2.DT_FLOAT))
+    return signature
+
+
+class Servable(ABC):
+    """One model version, loaded and ready."""
+
+    platform: str
+
+    def __init__(self, name: str, version: int, path: Path):
+        self.name = name
+        self.version = version
+        self.path = path
+        self.signatures: dict[str, meta_graph_pb2.SignatureDef] = {}
+
+    @abstractmethod
+    def predict(self, signature_name: str, inputs: Columns) -> Columns:
+        """Run the model on whole columns; blocking (called in a worker thread)."""
+
+    def warmup(self) -> int:
+        """Run the version's warm-up requests (TF Serving's file) or one sample row."""
+        requests = list(read_warmup_requests(self.path / WARMUP_FILE))
+        if requests:
+            for signature_name, inputs in requests:
+                self.predict(signature_name, inputs)
+            return len(requests)
+        signature = self.signatures.get(SIGNATURE_NAME)
+        if signature is None or set(signature.inputs) != set(FEATURES):
+            return 0
+        sample = {
+            name: np.asarray(
+                [SAMPLE_ROW[name]],
+                dtype=object if name == CATEGORICAL_FEATURE else NUMPY_DTYPES[types_pb2.DT_FLOAT],
+            )
+            for name in FEATURES
+        }
+        self.predict(SIGNATURE_NAME, sample)
+        return 1
+
+
+class SklearnServable(Servable):
+    """A joblib pipeline (checksum verified before loading) behind the ▶ signature."""
+
+    platform = PLATFORM_SKLEARN
+
+    def __init__(self, name: str, version: int, path: Path):
+        super().__init__(name, version, path)
+        self.model = load_sklearn_model(path)
+        self.signatures = {SIGNATURE_NAME: contract_signature()}
+
+    def predict(self, signature_name: str, inputs: Columns) -> Columns:
+        import pandas as pd
+
+        columns: dict[str, np.ndarray] = {}
+        for name in FEATURES:
+            values = inputs[name]
+            if name == CATEGORICAL_FEATURE:
+                columns[name] = np.array(
+                    [v.decode() if isinstance(v, bytes) else v for v in values], dtype=object
+                )
+            else:
+                columns[name] = values.astype(np.float64)
+        frame = pd.DataFrame(columns, columns=list(FEATURES))
+        prediction = np.asarray(self.model.predict(frame), dtype=np.float32).reshape(-1)
+        return {OUTPUT_NAME: prediction}
+
+
+class TensorflowServable(Servable):
+    """A SavedModel; its SignatureDefs are read from saved_model.pb, as TF Serving does."""
+
+    platform = PLATFORM_TENSORFLOW
+
+    def __init__(self, name: str, version: int, path: Path):
+        super().__init__(name, version, path)
+        import tensorflow as tf
+
+        self.signatures = read_signature_defs(path)
+        self.model = tf.saved_model.load(str(path))
+        self.functions = {name: self.model.signatures[name] for name in self.signatures}
+
+    def predict(self, signature_name: str, inputs: Columns) -> Columns:
+        import tensorflow as tf
+
+        signature = self.signatures[signature_name]
+        tensors = {
+            name: tf.constant(values, dtype=tf.dtypes.as_dtype(signature.inputs[name].dtype))
+            for name, values in inputs.items()
+        }
+        outputs = self.functions[signature_name](**tensors)
+        return {name: value.numpy() for name, value in outputs.items()}
+
+
+def read_signature_defs(path: Path) -> dict[str, meta_graph_pb2.SignatureDef]:
+    """The serving MetaGraph's SignatureDefs (TF Serving hides the ``__saved_model_init_op``)."""
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString((path / "saved_model.pb").read_bytes())
+    for meta_graph in saved_model.meta_graphs:
+        if "serve" in meta_graph.meta_info_def.tags:
+            return {
+                key: value
+                for key, value in meta_graph.signature_def.items()
+                if not key.startswith("__")
+            }
+    raise ValueError(f"{path}/saved_model.pb has no MetaGraph tagged 'serve'")
+
+
+def read_warmup_requests(path: Path):
+    """(signature, columns) of each PredictRequest in a TF Serving warm-up TFRecord file."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    offset = 0
+    while offset + 12 <= len(data):
+        (length,) = struct.unpack_from("<Q", data, offset)
+        start = offset + 12
+        record = data[start : start + length]
+        offset = start + length + 4
+        log = prediction_log_pb2.PredictionLog()
+        log.ParseFromString(record)
+        if log.WhichOneof("log_type") != "predict_log":
+            continue
+        request = log.predict_log.request
+        yield (
+            request.model_spec.signature_name or SIGNATURE_NAME,
+            {name: to_numpy(name, tensor) for name, tensor in request.inputs.items()},
+        )
+
+
+def load_servable(name: str, version: int, path: Path, platform: str) -> Servable:
+    if platform == PLATFORM_SKLEARN:
+        return SklearnServable(name, version, path)
+    if platform == PLATFORM_TENSORFLOW:
+        return TensorflowServable(name, version, path)
+    raise ValueError(
+        f"model {name}: model_platform {platform!r} is not supported "
+        f"(use {PLATFORM_TENSORFLOW!r} or {PLATFORM_SKLEARN!r})"
+    )

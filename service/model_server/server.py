@@ -1,0 +1,174 @@
+"""Wiring: load the models, then open gRPC (and REST) on one event loop until a signal.
+
+As TF Serving does, the ports open only after the initial versions are loaded, so a
+client that can connect can predict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+from service.model_server.config import (
+    ConfigError,
+    ServerOptions,
+    load_model_config,
+    single_model_config,
+)
+from service.model_server.grpc_api import ModelService, PredictionService
+from service.model_server.manager import ModelManager
+from service.model_server.metrics import ServerMetrics
+from service.model_server.predict import Predictor
+from service.model_server.rest_api import RestApp
+
+log = logging.getLogger("housing.model_server")
+SERVICES = ("tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
+GRPC_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+
+
+def initial_config(options: ServerOptions):
+    if options.model_config_file is not None:
+        return load_model_config(options.model_config_file), options.model_config_file.parent
+    if options.model_name and options.model_base_path is not None:
+        return single_model_config(options.model_name, options.model_base_path), Path.cwd()
+    raise ConfigError("give --model_config_file, or --model_name with --model_base_path")
+
+
+class QuietUvicorn:
+    """uvicorn without its own signal handling: this server owns shutdown."""
+
+    @staticmethod
+    def make(app: RestApp, host: str, port: int):
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self):
+                yield
+
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            loop="none",
+            http="httptools",
+        )
+        return Server(config)
+
+
+async def poll_files(manager: ModelManager, seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await manager.poll()
+        except Exception:
+            log.exception("file system poll failed")
+
+
+async def poll_config(manager: ModelManager, path: Path, seconds: float) -> None:
+    last = path.read_text() if path.is_file() else ""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            text = path.read_text()
+            if text != last:
+                await manager.apply_config(load_model_config(path), path.parent)
+                last = text
+                log.info("applied the changed %s", path)
+        except Exception:
+            log.exception("reloading %s failed; keeping the current models", path)
+
+
+async def serve(options: ServerOptions) -> None:
+    config, config_dir = initial_config(options)
+    metrics = ServerMetrics()
+    workers = options.batching.num_batch_threads if options.batching else (os.cpu_count() or 2)
+    executor = ThreadPoolExecutor(max_workers=max(workers, 2), thread_name_prefix="model")
+    manager = ModelManager(metrics, executor, options.batching)
+    await manager.apply_config(config, config_dir)
+    predictor = Predictor(manager, metrics)
+
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", GRPC_MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionService(predictor), server
+    )
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+        ModelService(manager, config_dir), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if server.add_insecure_port(f"{options.host}:{options.port}") == 0:
+        raise ConfigError(f"cannot bind gRPC port {options.host}:{options.port}")
+    await server.start()
+    for name in ("", *SERVICES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("Running gRPC ModelServer at %s:%d", options.host, options.port)
+
+    tasks: list[asyncio.Task] = []
+    rest = rest_task = None
+    if options.rest_api_port:
+        rest = QuietUvicorn.make(
+            RestApp(predictor, metrics, options.prometheus_path),
+            options.host,
+            options.rest_api_port,
+        )
+        rest_task = asyncio.create_task(rest.serve())
+        log.info("Exporting HTTP/REST API at %s:%d", options.host, options.rest_api_port)
+    if options.file_system_poll_wait_seconds > 0:
+        tasks.append(
+            asyncio.create_task(poll_files(manager, options.file_system_poll_wait_seconds))
+        )
+    if options.model_config_file and options.model_config_file_poll_wait_seconds > 0:
+        tasks.append(
+            asyncio.create_task(
+                poll_config(
+                    manager, options.model_config_file, options.model_config_file_poll_wait_seconds
+                )
+            )
+        )
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+    log.info("shutting down")
+    for name in ("", *SERVICES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    if rest is not None:
+        rest.should_exit = True
+    await server.stop(grace=5)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    if rest_task is not None:
+        await rest_task
+    await manager.close()
+    executor.shutdown(wait=False, cancel_futures=True)
+
+
+def run(options: ServerOptions) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(serve(options))
+    return 0

@@ -1,0 +1,106 @@
+"""Flags and TF Serving's config text protos, without starting a server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from service.model_server.cli import add_arguments, options_from_args
+from service.model_server.config import (
+    ConfigError,
+    detect_platform,
+    read_batching_parameters,
+    read_monitoring_config,
+)
+from training.data import REPO_ROOT
+
+
+def test_batching_parameters_text_proto(tmp_path):
+    path = tmp_path / "batching.config"
+    path.write_text(
+        "max_batch_size { value: 128 }\nbatch_timeout_micros { value: 500 }\n"
+        "max_enqueued_batches { value: 7 }\nnum_batch_threads { value: 3 }\n"
+        "pad_variable_length_inputs: true\n"
+    )
+    options = read_batching_parameters(path, cpu_count=2)
+    assert (options.max_batch_size, options.batch_timeout_micros) == (128, 500)
+    assert (options.max_enqueued_batches, options.num_batch_threads) == (7, 3)
+    assert options.max_queued_rows == 128 * 7
+    path.write_text("max_batch_size { value: 8 }\n")
+    defaults = read_batching_parameters(path, cpu_count=5)
+    assert (defaults.max_batch_size, defaults.num_batch_threads) == (8, 5)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("max_batch_sise { value: 1 }", "max_batch_sise"),
+        ("max_batch_size { value: 0 }", "at least 1"),
+    ],
+)
+def test_bad_batching_parameters_are_named(tmp_path, text, message):
+    path = tmp_path / "batching.config"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        read_batching_parameters(path, cpu_count=2)
+
+
+def test_monitoring_config(tmp_path):
+    path = tmp_path / "monitoring.config"
+    path.write_text('prometheus_config { enable: true, path: "/metrics" }')
+    assert read_monitoring_config(path) == "/metrics"
+    path.write_text("prometheus_config { enable: true }")
+    assert read_monitoring_config(path) == "/monitoring/prometheus/metrics"
+    path.write_text("prometheus_config { enable: false }")
+    assert read_monitoring_config(path) is None
+    path.write_text("prometheus { enable: true }")
+    with pytest.raises(ConfigError, match="prometheus"):
+        read_monitoring_config(path)
+
+
+def test_platform_is_detected_from_the_newest_version(tmp_path):
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "saved_model.pb").write_bytes(b"")
+    assert detect_platform(tmp_path) == "tensorflow"
+    (tmp_path / "2").mkdir()
+    (tmp_path / "2" / "model.joblib").write_bytes(b"")
+    assert detect_platform(tmp_path) == "sklearn"
+    with pytest.raises(ConfigError, match="no version folder"):
+        detect_platform(tmp_path / "2")
+
+
+def parse(*argv: str):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_flags_follow_tf_serving(tmp_path):
+    args = parse(
+        "--port=9000",
+        "--rest_api_port=0",
+        "--model_config_file=m.config",
+        "--enable_batching=false",
+    )
+    options = options_from_args(args)
+    assert (options.port, options.rest_api_port, options.batching) == (9000, 0, None)
+    assert options.file_system_poll_wait_seconds == 1.0
+    batching = options_from_args(parse("--model_config_file=m.config", "--enable_batching"))
+    assert batching.batching is not None and batching.batching.max_batch_size == 1000
+
+
+def test_bad_flags_exit_with_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "service.model_server", "--model_name", "x"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("model-server: error:")
+    assert "--model_base_path" in result.stderr
