@@ -1,0 +1,160 @@
+"""Prometheus config and alert rules: promtool checks, and a real Prometheus scraping a real
+gateway process, read back through the Prometheus HTTP API."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from training.data import REPO_ROOT
+
+PROMETHEUS_DIR = REPO_ROOT / "deploy" / "prometheus"
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+
+needs_promtool = pytest.mark.skipif(
+    not Path(PROMTOOL).exists(), reason="promtool is not installed (Debian package prometheus)"
+)
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [PROMTOOL, *args], capture_output=True, text=True, timeout=60, cwd=PROMETHEUS_DIR
+    )
+
+
+@needs_promtool
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("check", "config", "prometheus.yml"),
+        ("check", "rules", "rules.yml"),
+        ("test", "rules", "rules_test.yml"),
+    ],
+    ids=["check-config", "check-rules", "test-rules"],
+)
+def test_promtool(args: tuple[str, ...]) -> None:
+    result = promtool(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_config_scrapes_gateway_model_server_and_tfserving() -> None:
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["gateway"]["static_configs"][0]["targets"] == ["gateway:8000"]
+    for name, target in [("model-server", "model-server:8501"), ("tfserving", "tfserving:8501")]:
+        assert jobs[name]["metrics_path"] == "/monitoring/prometheus/metrics"
+        assert jobs[name]["static_configs"][0]["targets"] == [target]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} not ready after {timeout} s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+@pytest.fixture
+def gateway(tmp_path: Path):
+    """The real gateway (``housing serve gateway``); its upstream is a closed port, which
+    is fine: /metrics works whatever the upstream does."""
+    port, dead_upstream = free_port(), free_port()
+    command = [sys.executable, "-m", "pipelines.cli", "serve", "gateway"]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    command += ["--upstream", f"housing_sklearn=127.0.0.1:{dead_upstream}"]
+    command += ["--prediction-log-path", str(tmp_path / "predictions.sqlite3")]
+    log = (tmp_path / "gateway.log").open("w")
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/livez", process, timeout=90)
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop(process)
+        log.close()
+
+
+@pytest.mark.skipif(not Path(PROMETHEUS).exists(), reason="the prometheus server is not installed")
+def test_real_prometheus_scrapes_the_gateway(tmp_path: Path, gateway: str) -> None:
+    # One request so the gateway has a labelled request counter (503/504: no upstream).
+    instance = {
+        "longitude": -122.2,
+        "latitude": 37.8,
+        "housing_median_age": 41,
+        "total_rooms": 880,
+        "total_bedrooms": 129,
+        "population": 322,
+        "households": 126,
+        "median_income": 8.3,
+        "ocean_proximity": "NEAR BAY",
+    }
+    answer = httpx.post(f"http://{gateway}/v1/predict", json={"instances": [instance]}, timeout=30)
+    assert answer.status_code in {503, 504}
+
+    port = free_port()
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(PROMETHEUS_DIR / "rules.yml")],
+        "scrape_configs": [
+            {"job_name": "gateway", "static_configs": [{"targets": [gateway]}]},
+        ],
+    }
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    command = [
+        PROMETHEUS,
+        f"--config.file={tmp_path / 'prometheus.yml'}",
+        f"--storage.tsdb.path={tmp_path / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    log = (tmp_path / "prometheus.log").open("w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/-/ready", process, timeout=60)
+        query = 'sum by (code) (housing_gateway_requests_total{route="/v1/predict"})'
+        deadline, result = time.monotonic() + 60, []
+        while time.monotonic() < deadline and not result:
+            response = httpx.get(
+                f"http://127.0.0.1:{port}/api/v1/query", params={"query": query}, timeout=5
+            )
+            assert response.status_code == 200 and response.json()["status"] == "success"
+            result = response.json()["data"]["result"]
+            time.sleep(0.5)
+        assert result, (tmp_path / "prometheus.log").read_text()[-2000:]
+        (sample,) = result
+        assert sample["metric"]["code"] == str(answer.status_code)
+        assert float(sample["value"][1]) == 1.0
+        rules = httpx.get(f"http://127.0.0.1:{port}/api/v1/rules", timeout=5).json()
+        names = {r["name"] for g in rules["data"]["groups"] for r in g["rules"]}
+        assert {"GatewayHighErrorRate", "DataDriftDetected", "ModelServerDown"} <= names
+    finally:
+        stop(process)
+        log.close()
