@@ -7,11 +7,15 @@ lifespan, i.e. in each worker after it started, and closed on shutdown.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+
+from service.monitoring.monitor import DriftMonitor, MonitorSettings
+from service.monitoring.routes import drift_router
 
 from . import handlers, routes
 from .metrics import GatewayMetrics
@@ -57,19 +61,39 @@ def default_predictor(settings: GatewaySettings, metrics: GatewayMetrics) -> Gat
     )
 
 
+def drift_monitor(settings: GatewaySettings, metrics: GatewayMetrics) -> DriftMonitor | None:
+    """The drift monitor over this gateway's prediction log (none when the log is off)."""
+    log_file = settings.prediction_log_file
+    if log_file is None:
+        return None
+    options: dict = {
+        "log_path": log_file,
+        "model": settings.default_model,
+        "interval_seconds": settings.drift_interval_seconds,
+    }
+    if settings.models_dir is not None:
+        options["models_dir"] = settings.models_dir
+    return DriftMonitor(MonitorSettings(**options), registry=metrics.registry)
+
+
 def create_app(
     settings: GatewaySettings | None = None, predictor: Predictor | None = None
 ) -> FastAPI:
     settings = settings or GatewaySettings()
     metrics = GatewayMetrics()
     active: Predictor = predictor or default_predictor(settings, metrics)
+    monitor = drift_monitor(settings, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await active.start()
+        if monitor is not None:
+            monitor.start()
         try:
             yield
         finally:
+            if monitor is not None:
+                await asyncio.to_thread(monitor.stop)
             await active.close()
 
     app = FastAPI(
@@ -82,6 +106,8 @@ def create_app(
     app.state.predictor = active
     app.state.metrics = metrics
     app.include_router(routes.router)
+    if monitor is not None:
+        app.include_router(drift_router(monitor))
     if settings.aip_predict_route:
         app.add_api_route(
             settings.aip_predict_route,

@@ -119,7 +119,9 @@ async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     message = exc.detail if isinstance(exc.detail, str) else "request failed"
-    if exc.status_code == 404 and message == "Not Found":
+    if message == "There was an error parsing the body":  # FastAPI's words for it
+        message = "request body is not valid JSON (or nests or numbers beyond parser limits)"
+    elif exc.status_code == 404 and message == "Not Found":
         message = f"no route for {request.method} {request.url.path[:200]}"
     error = GatewayError(
         message,

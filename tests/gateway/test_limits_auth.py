@@ -1,0 +1,127 @@
+"""Body and instance limits (413), API keys (401), CORS."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .conftest import INSTANCE
+
+
+async def test_too_many_instances_is_413(make_client, behaviour):
+    async with make_client(max_instances=3) as client:
+        r = await client.post("/v1/predict", json={"instances": [INSTANCE] * 4})
+        assert r.status_code == 413
+        assert "4 instances exceed the limit of 3" in r.json()["message"]
+        assert (
+            await client.post("/v1/predict", json={"instances": [INSTANCE] * 3})
+        ).status_code == 200
+
+
+async def test_oversize_body_is_413_before_parsing(make_client, behaviour):
+    async with make_client(max_body_bytes=2048) as client:
+        body = json.dumps({"instances": [INSTANCE] * 20}).encode()
+        assert len(body) > 2048
+        r = await client.post(
+            "/v1/predict", content=body, headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 413
+        assert "exceeds the limit of 2048 bytes" in r.json()["message"]
+        # not even valid JSON: the size check comes first
+        r = await client.post(
+            "/v1/predict", content=b"x" * 5000, headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 413
+
+
+async def test_streamed_body_without_length_is_cut_at_the_limit(make_client, behaviour):
+    async def chunks():
+        for _ in range(10):
+            yield b" " * 1000
+
+    async with make_client(max_body_bytes=4096) as client:
+        r = await client.post(
+            "/v1/predict", content=chunks(), headers={"content-type": "application/json"}
+        )
+    assert r.status_code == 413
+
+
+async def test_bad_content_length_is_400(client):
+    r = await client.post(
+        "/v1/predict",
+        content=b"{}",
+        headers={"content-type": "application/json", "content-length": "-1"},
+    )
+    assert r.status_code == 400
+
+
+KEYS = ["s3cret-one", "s3cret-two"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 401),
+        ({"Authorization": "Bearer wrong"}, 401),
+        ({"Authorization": "Basic czNjcmV0LW9uZQ=="}, 401),
+        ({"X-API-Key": "s3cret-on"}, 401),
+        ({"Authorization": "Bearer s3cret-one"}, 200),
+        ({"Authorization": "bearer s3cret-two"}, 200),
+        ({"X-API-Key": "s3cret-two"}, 200),
+    ],
+)
+async def test_api_keys(make_client, behaviour, headers, status):
+    async with make_client(api_keys=KEYS) as client:
+        r = await client.post("/v1/predict", json={"instances": [INSTANCE]}, headers=headers)
+        assert r.status_code == status
+        if status == 401:
+            assert r.headers["www-authenticate"].startswith("Bearer")
+            assert r.json()["error"] == "unauthorized"
+            assert not behaviour.calls
+
+
+async def test_auth_covers_everything_but_health(make_client, behaviour):
+    async with make_client(api_keys=KEYS) as client:
+        for path in ["/v1/models", "/v1/models/housing_sklearn", "/metrics"]:
+            assert (await client.get(path)).status_code == 401, path
+        for path in ["/livez", "/readyz"]:
+            assert (await client.get(path)).status_code == 200, path
+        # auth is checked before the body is even read
+        r = await client.post(
+            "/v1/predict", content=b"not json", headers={"content-type": "text/plain"}
+        )
+        assert r.status_code == 401
+
+
+async def test_auth_off_by_default(client):
+    assert (await client.get("/v1/models")).status_code == 200
+
+
+async def test_cors_is_strict_by_default(client):
+    r = await client.options(
+        "/v1/predict",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert "access-control-allow-origin" not in r.headers
+    r = await client.post(
+        "/v1/predict", json={"instances": [INSTANCE]}, headers={"Origin": "https://evil.example"}
+    )
+    assert "access-control-allow-origin" not in r.headers
+
+
+async def test_cors_allows_only_configured_origins(make_client, behaviour):
+    async with make_client(cors_origins=["https://app.example"], api_keys=KEYS) as client:
+        preflight = {
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization",
+        }
+        ok = await client.options(
+            "/v1/predict", headers={"Origin": "https://app.example", **preflight}
+        )
+        assert ok.status_code == 200
+        assert ok.headers["access-control-allow-origin"] == "https://app.example"
+        bad = await client.options(
+            "/v1/predict", headers={"Origin": "https://evil.example", **preflight}
+        )
+        assert bad.headers.get("access-control-allow-origin") != "https://evil.example"
