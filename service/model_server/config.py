@@ -76,7 +76,12 @@ def _wrapper_field(name: str, number: int, wrapper: str) -> descriptor_pb2.Field
     )
 
 
-def _scalar_field(name: str, number: int, kind: int, repeated: bool = False):
+def _scalar_field(
+    name: str,
+    number: int,
+    kind: descriptor_pb2.FieldDescriptorProto.Type.ValueType,
+    repeated: bool = False,
+) -> descriptor_pb2.FieldDescriptorProto:
     label = (
         descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
         if repeated

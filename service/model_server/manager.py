@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +107,8 @@ class ModelManager:
     ):
         self.metrics = metrics
         self.executor = executor
+        # Loads get their own thread so that a slow load never takes a model-call thread.
+        self.loader_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loader")
         self.batching = batching
         self.loader = loader
         self.models: dict[str, ModelState] = {}
@@ -136,17 +138,17 @@ class ModelManager:
             wanted = {entry.name: entry for entry in config.model_config_list.config}
             for name in list(self.models):
                 if name not in wanted:
-                    state = self.models.pop(name)
-                    for version in list(state.loaded):
-                        await self._unload(state, version)
+                    removed = self.models.pop(name)
+                    for version in list(removed.loaded):
+                        await self._unload(removed, version)
             for name, entry in wanted.items():
                 base = resolve_base_path(self.config_dir / "models.config", entry.base_path)
-                state = self.models.get(name)
-                if state is None:
+                current = self.models.get(name)
+                if current is None:
                     self.models[name] = ModelState(config=entry, base_path=base)
                 else:
-                    state.config = entry
-                    state.base_path = base
+                    current.config = entry
+                    current.base_path = base
             await self._sync_all()
 
     async def poll(self) -> None:
@@ -159,34 +161,32 @@ class ModelManager:
 
     async def _sync(self, name: str, state: ModelState) -> None:
         loop = asyncio.get_running_loop()
-        on_disk = await loop.run_in_executor(self.executor, versions_on_disk, state.base_path)
+        on_disk = await loop.run_in_executor(self.loader_thread, versions_on_disk, state.base_path)
+        # Fingerprints only where needed: a failed version is retried once its folder changes.
         fingerprints = {
-            version: await loop.run_in_executor(self.executor, folder_fingerprint, path)
+            version: await loop.run_in_executor(self.loader_thread, folder_fingerprint, path)
             for version, path in on_disk.items()
             if version not in state.loaded
+            and version in state.statuses
+            and state.statuses[version].error
         }
         candidates = [
             version
             for version in on_disk
-            if version in state.loaded
-            or not (
-                version in state.statuses
-                and state.statuses[version].error
-                and state.statuses[version].fingerprint == fingerprints[version]
-            )
+            if version not in fingerprints
+            or state.statuses[version].fingerprint != fingerprints[version]
         ]
         target = aspired(state.config, candidates)
         for version in sorted(target - set(state.loaded)):
-            await self._load(name, state, version, on_disk[version], fingerprints[version])
+            await self._load(name, state, version, on_disk[version])
         serving_target = any(v in state.loaded for v in target)
         for version in sorted(set(state.loaded) - target):
             if serving_target or version not in on_disk:
                 await self._unload(state, version)
 
-    async def _load(
-        self, name: str, state: ModelState, version: int, path: Path, fingerprint: tuple
-    ) -> None:
+    async def _load(self, name: str, state: ModelState, version: int, path: Path) -> None:
         loop = asyncio.get_running_loop()
+        fingerprint = await loop.run_in_executor(self.loader_thread, folder_fingerprint, path)
         state.statuses[version] = VersionStatus(State.LOADING, fingerprint=fingerprint)
         platform = state.config.model_platform or "tensorflow"
         started = time.perf_counter()
@@ -197,7 +197,7 @@ class ModelManager:
             return servable
 
         try:
-            servable = await loop.run_in_executor(self.executor, load_and_warm)
+            servable = await loop.run_in_executor(self.loader_thread, load_and_warm)
         except Exception as exc:
             message = f"{type(exc).__name__}: {exc}"
             log.error("model %s version %d failed to load: %s", name, version, message)
@@ -230,6 +230,7 @@ class ModelManager:
             for state in self.models.values():
                 for version in list(state.loaded):
                     await self._unload(state, version)
+        self.loader_thread.shutdown(wait=False, cancel_futures=True)
 
     # ---- request routing -------------------------------------------------------------
 

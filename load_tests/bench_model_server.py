@@ -1,0 +1,186 @@
+"""Benchmark of the project's model server against calling the same model in-process.
+
+Prints, for one joblib model: Predict latency p50/p99 at batch 1, throughput at
+concurrency 16 with and without server-side batching, and rows/s at batch 1,024, each with
+its ratio to in-process calls. The servers run as real processes on loopback; the client
+shares the machine's cores with them, so figures are lower bounds on a 2-core box.
+
+    .venv/bin/python load_tests/bench_model_server.py [--model-dir models/housing_sklearn/3]
+
+Without ``--model-dir`` it builds the test suite's small model (book preprocessing +
+LinearRegression). Bounded: under 2 minutes with the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import grpc  # noqa: E402
+from tensorflow_serving.apis import prediction_service_pb2_grpc  # noqa: E402
+
+from tests.model_server import artifacts  # noqa: E402
+from tests.model_server.helpers import predict_request, wire_frame  # noqa: E402
+from training.data import load_split  # noqa: E402
+from training.repository import ModelRepository, load_sklearn_model  # noqa: E402
+
+NAME = "bench"
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def in_process(model, one_row, big, seconds: float) -> dict[str, float]:
+    latencies = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        model.predict(wire_frame(one_row))
+        latencies.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    calls = 0
+    while time.perf_counter() - started < seconds:
+        model.predict(wire_frame(big))
+        calls += 1
+    return {
+        "p50": percentile(latencies, 50),
+        "p99": percentile(latencies, 99),
+        "rps": len(latencies) / sum(latencies),
+        "rows_per_s": calls * len(big) / (time.perf_counter() - started),
+    }
+
+
+async def sequential(target: str, request, seconds: float) -> list[float]:
+    latencies = []
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        await stub.Predict(request, timeout=30)
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            await stub.Predict(request, timeout=30)
+            latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+async def concurrent(target: str, request, concurrency: int, seconds: float) -> tuple[float, int]:
+    """Requests/s with ``concurrency`` callers, one channel each (like separate clients)."""
+    done = 0
+    failures = 0
+    channels = [grpc.aio.insecure_channel(target) for _ in range(concurrency)]
+    stubs = [prediction_service_pb2_grpc.PredictionServiceStub(c) for c in channels]
+    await asyncio.gather(*(s.Predict(request, timeout=30) for s in stubs))
+    deadline = time.perf_counter() + seconds
+
+    async def caller(stub) -> None:
+        nonlocal done, failures
+        while time.perf_counter() < deadline:
+            try:
+                await stub.Predict(request, timeout=30)
+                done += 1
+            except grpc.aio.AioRpcError:
+                failures += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller(s) for s in stubs))
+    elapsed = time.perf_counter() - started
+    for channel in channels:
+        await channel.close()
+    return done / elapsed, failures
+
+
+def measure(server: artifacts.ServerProcess, one, big, seconds: float) -> dict[str, float]:
+    server.wait_ready()
+    one_request = predict_request(one, NAME)
+    big_request = predict_request(big, NAME)
+    latencies = asyncio.run(sequential(server.target, one_request, seconds))
+    rps, failures = asyncio.run(concurrent(server.target, one_request, 16, seconds))
+    big_latencies = asyncio.run(sequential(server.target, big_request, seconds))
+    return {
+        "p50": percentile(latencies, 50),
+        "p99": percentile(latencies, 99),
+        "rps16": rps,
+        "failures": failures,
+        "rows_per_s": len(big) / statistics.mean(big_latencies),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-dir", type=Path, help="a joblib version folder (with manifest)")
+    parser.add_argument("--seconds", type=float, default=4.0, help="length of each measurement")
+    parser.add_argument("--max-batch-size", type=int, default=64)
+    parser.add_argument("--batch-timeout-micros", type=int, default=0)
+    args = parser.parse_args()
+
+    split = load_split()
+    work = Path(tempfile.mkdtemp(prefix="bench_model_server_"))
+    try:
+        repo = ModelRepository(work / "models")
+        if args.model_dir:
+            shutil.copytree(args.model_dir, repo.model_dir(NAME) / "1")
+            repo.register(NAME, "sklearn")
+        else:
+            artifacts.publish_sklearn(repo, artifacts.fit_sklearn(split.train), name=NAME)
+        model = load_sklearn_model(repo.version_dir(NAME, 1))
+        one = split.test.head(1)
+        big = split.test.sample(n=1024, random_state=0)
+
+        base = in_process(model, one, big, args.seconds)
+        (work / "batching.config").write_text(
+            f"max_batch_size {{ value: {args.max_batch_size} }}\n"
+            f"batch_timeout_micros {{ value: {args.batch_timeout_micros} }}\n"
+            "max_enqueued_batches { value: 1000 }\nnum_batch_threads { value: 2 }\n"
+        )
+        common = [f"--model_config_file={repo.config_path}", "--file_system_poll_wait_seconds=0"]
+        batching = ["--enable_batching", f"--batching_parameters_file={work / 'batching.config'}"]
+        # Both start at once (startup is mostly importing TensorFlow); one is measured at a time.
+        servers = {
+            label: artifacts.ServerProcess([*common, *extra], work / f"{index}.log", rest=False)
+            for index, (label, extra) in enumerate((("no batching", []), ("batching", batching)))
+        }
+        results = {}
+        try:
+            for label, server in servers.items():
+                results[label] = measure(server, one, big, args.seconds)
+        finally:
+            for server in servers.values():
+                server.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    plain, batched = results["no batching"], results["batching"]
+    print(f"model: {args.model_dir or 'preprocessing + LinearRegression (2,000-row fit)'}")
+    print(
+        f"in-process: p50 {base['p50'] * 1e3:.2f} ms, p99 {base['p99'] * 1e3:.2f} ms, "
+        f"{base['rps']:.0f} calls/s at batch 1, {base['rows_per_s']:.0f} rows/s at batch 1,024"
+    )
+    rows = [
+        ("Predict p50 latency, batch 1 (ms)", plain["p50"] * 1e3, base["p50"] * 1e3),
+        ("Predict p99 latency, batch 1 (ms)", plain["p99"] * 1e3, base["p99"] * 1e3),
+        ("req/s, 16 concurrent, no batching", plain["rps16"], base["rps"]),
+        ("req/s, 16 concurrent, batching", batched["rps16"], base["rps"]),
+        ("rows/s at batch 1,024 (no batching)", plain["rows_per_s"], base["rows_per_s"]),
+    ]
+    print(f"{'measure':<40}{'server':>12}{'in-process':>12}{'ratio':>8}")
+    for label, served, local in rows:
+        print(f"{label:<40}{served:>12.1f}{local:>12.1f}{served / local:>8.2f}")
+    print(f"failed requests: {plain['failures'] + batched['failures']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
