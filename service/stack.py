@@ -300,20 +300,28 @@ def housing_command() -> list[str]:
 
 
 def prepare(models_dir: Path, data_dir: Path | None, train: bool) -> None:
-    """Verify the dataset, then train the default models that ``models_dir`` lacks."""
+    """Train the default models that ``models_dir`` lacks, after verifying the dataset.
+
+    When every model is there, nothing needs the data, so a restart skips both steps.
+    """
     from pipelines.common import CommandError
 
+    missing = []
+    for name, kind in DEFAULT_MODELS:
+        if has_model(models_dir, name):
+            print(f"stack: reusing {name} from {models_dir / name}", flush=True)
+        elif not train:
+            raise CommandError(f"no {name} model in {models_dir}; train it: housing train {kind}")
+        else:
+            missing.append((name, kind))
+    if not missing:
+        return
     env = {**os.environ, "HOUSING_MODELS_DIR": str(models_dir)}
     fetch = [*housing_command(), "data", "fetch"]
     if data_dir is not None:
         fetch += ["--data-dir", str(data_dir)]
     run_step(fetch, env)
-    for name, kind in DEFAULT_MODELS:
-        if has_model(models_dir, name):
-            print(f"stack: reusing {name} from {models_dir / name}", flush=True)
-            continue
-        if not train:
-            raise CommandError(f"no {name} model in {models_dir}; train it: housing train {kind}")
+    for name, kind in missing:
         print(f"stack: training {name} (housing train {kind}) ...", flush=True)
         run_step([*housing_command(), "train", kind], env)
 
@@ -465,8 +473,8 @@ def run_stack(args: argparse.Namespace) -> int:
 
     models_dir = args.models_dir.resolve()
     logs_dir = args.logs_dir.resolve()
-    prepare(models_dir, args.data_dir, train=not args.no_train)
     if args.prepare_only:
+        prepare(models_dir, args.data_dir, train=not args.no_train)
         return 0
 
     layout = local_layout(
@@ -482,7 +490,7 @@ def run_stack(args: argparse.Namespace) -> int:
     with_prometheus = not args.no_prometheus and PROMETHEUS_BINARY.exists()
     if with_prometheus:
         services.append(SERVICES["prometheus"])
-        write_local_prometheus_config(layout)
+    # Before training, which can take minutes: a busy port should fail at once.
     for service in services:
         for port in layout.ports[service.name].values():
             if port_in_use(port):
@@ -490,6 +498,9 @@ def run_stack(args: argparse.Namespace) -> int:
                     f"port {port} ({service.name}) is in use; stop what holds it or pick "
                     "another with the --*-port flags"
                 )
+    prepare(models_dir, args.data_dir, train=not args.no_train)
+    if with_prometheus:
+        write_local_prometheus_config(layout)
 
     def on_signal(signum: int, _frame: object) -> None:
         raise Stop(signal.Signals(signum).name)

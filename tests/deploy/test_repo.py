@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 
-from pipelines.cli import build_parser
 from service.stack import REPO_ROOT
+from tests.deploy.readme_commands import SECTION, leaf_commands
 
 README = (REPO_ROOT / "README.md").read_text()
 MAKEFILE = (REPO_ROOT / "Makefile").read_text()
@@ -29,26 +28,10 @@ def test_the_two_commands() -> None:
     assert re.search(r"^make test$", ci, flags=re.MULTILINE)
 
 
-def leaf_commands() -> list[str]:
-    """Every runnable ``housing ...`` command of the real parser."""
-
-    def walk(parser: argparse.ArgumentParser, prefix: str) -> list[str]:
-        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-        if not subs:
-            return [prefix]
-        return [
-            command
-            for name, child in subs[0].choices.items()
-            for command in walk(child, f"{prefix} {name}")
-        ]
-
-    return walk(build_parser(), "housing")
-
-
 def test_readme_lists_every_command() -> None:
-    missing = [
-        command
-        for command in leaf_commands()
-        if f"`{command}" not in README and f"`{command.rsplit(' ', 1)[0]} …`" not in README
-    ]
-    assert not missing, f"README lacks: {missing}"
+    section = SECTION.search(README)
+    assert section, "README.md lacks the <!-- commands --> section"
+    missing = [command for command, _ in leaf_commands() if f"`{command}`" not in section[2]]
+    assert not missing, (
+        f"README lacks {missing}: run .venv/bin/python -m tests.deploy.readme_commands"
+    )
