@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from pipelines.cli import build_parser
 from service.stack import (
     COMPOSE,
     LOCUST_IMAGE,
@@ -230,3 +231,18 @@ def test_docker_compose_config() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in SERVICES.items() if s.program == "housing"))
+def test_project_commands_parse_with_the_real_cli(name: str) -> None:
+    """Every compose command of the project's images is accepted by ``housing`` itself."""
+    args = build_parser().parse_args(COMPOSE.command(SERVICES[name]))
+    assert callable(args.func)
+
+
+def test_the_model_server_accepts_tf_servings_flags() -> None:
+    """The same flags start either server: TF Serving's compose command parses as ours."""
+    tfserving = COMPOSE.command(SERVICES["tfserving"])
+    args = build_parser().parse_args(["serve", "model-server", *tfserving])
+    assert args.enable_batching is True
+    assert str(args.model_config_file) == f"{COMPOSE.models}/tfserving.config"
