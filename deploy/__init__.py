@@ -1,0 +1,1 @@
+"""Deployment targets of the service beyond this machine (Vertex AI)."""

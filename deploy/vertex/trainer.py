@@ -1,0 +1,137 @@
+"""Entry point of the Vertex CustomJob / HyperparameterTuningJob container.
+
+``python -m deploy.vertex.trainer --epochs=N [--arch=A] [--learning_rate=..] [--n_neurons=..]
+[--n_hidden=..] [--optimizer=..]``: trains with ``pipelines.train_keras.train_keras`` into a
+scratch model repository, reports the validation RMSE to the tuning service (cloudml-hypertune's
+metric-file format, written directly), and copies the SavedModel version to ``AIP_MODEL_DIR``
+(a ``gs://`` folder Vertex sets from the job's ``base_output_dir``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from training.repository import ModelRepository
+from training.schema import KERAS_MODEL
+
+HYPERPARAMETERS = ("learning_rate", "n_neurons", "n_hidden", "optimizer")
+DEFAULT_METRIC_FILE = "/tmp/hypertune/output.metrics"
+VALIDATION_KEYS = ("val_rmse", "validation_rmse", "cv_rmse")
+
+
+def report_metric(tag: str, value: float, step: int = 0) -> Path:
+    """Write the metric the way ``hypertune.HyperTune`` does (JSON lines, values as strings).
+
+    Vertex reads ``CLOUD_ML_HP_METRIC_FILE`` (default ``/tmp/hypertune/output.metrics``);
+    the trial id comes from ``CLOUD_ML_TRIAL_ID``.
+    """
+    path = Path(os.environ.get("CLOUD_ML_HP_METRIC_FILE", DEFAULT_METRIC_FILE))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entry = {
+        "timestamp": time.time(),
+        "trial": str(os.environ.get("CLOUD_ML_TRIAL_ID", 0)),
+        tag: str(float(value)),
+        "global_step": str(int(step)),
+    }
+    with path.open("a") as handle:
+        handle.write(json.dumps(entry, sort_keys=True) + "\n")
+    return path
+
+
+def validation_rmse(manifest: dict[str, Any]) -> float:
+    metrics = manifest.get("metrics", {})
+    for key in VALIDATION_KEYS:
+        if key in metrics:
+            return float(metrics[key])
+    raise SystemExit(
+        f"trainer: the manifest has no validation RMSE (looked for {', '.join(VALIDATION_KEYS)})"
+    )
+
+
+def export(version_dir: Path, destination: str) -> list[str]:
+    """Copy the version folder to ``destination`` (``gs://`` via ADC, or a local folder)."""
+    if destination.startswith("gs://"):
+        from google.cloud import storage
+
+        from deploy.vertex.gcs import upload_folder
+
+        return upload_folder(storage.Client(), version_dir, destination.rstrip("/"))
+    shutil.copytree(version_dir, destination, dirs_exist_ok=True)
+    return [str(p) for p in Path(destination).rglob("*") if p.is_file()]
+
+
+def train(train_fn: Any, models_dir: Path, options: dict[str, Any]) -> tuple[int, Path]:
+    """Call the Keras trainer with the options it accepts; the version it published."""
+    accepted = inspect.signature(train_fn).parameters
+    kwargs = {k: v for k, v in options.items() if k in accepted and v is not None}
+    if "models_dir" in accepted:
+        kwargs["models_dir"] = models_dir
+    elif "repository" in accepted:
+        kwargs["repository"] = ModelRepository(models_dir)
+    ignored = sorted(k for k, v in options.items() if v is not None and k not in kwargs)
+    if ignored:
+        print(f"trainer: train_keras does not take {', '.join(ignored)}", file=sys.stderr)
+    train_fn(**kwargs)
+    version = ModelRepository(models_dir).latest_version(KERAS_MODEL)
+    if version is None:
+        raise SystemExit(f"trainer: no {KERAS_MODEL} version was published in {models_dir}")
+    return version, ModelRepository(models_dir).version_dir(KERAS_MODEL, version)
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m deploy.vertex.trainer", description=__doc__)
+    parser.add_argument("--epochs", type=int, default=100, help="training epochs")
+    parser.add_argument("--arch", help="model architecture")
+    parser.add_argument("--learning_rate", type=float, help="tuned: learning rate")
+    parser.add_argument("--n_neurons", type=int, help="tuned: units per hidden layer")
+    parser.add_argument("--n_hidden", type=int, help="tuned: hidden layers")
+    parser.add_argument("--optimizer", choices=("sgd", "adam"), help="tuned: optimizer")
+    parser.add_argument(
+        "--model-dir",
+        default=os.environ.get("AIP_MODEL_DIR"),
+        help="where the SavedModel goes (default: $AIP_MODEL_DIR)",
+    )
+    parser.add_argument(
+        "--metric-tag",
+        default=os.environ.get("CLOUD_ML_HP_METRIC_TAG", "val_rmse"),
+        help="hyperparameter metric tag (default: $CLOUD_ML_HP_METRIC_TAG or val_rmse)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None, train_fn: Any = None) -> int:
+    args = parser().parse_args(argv)
+    if train_fn is None:
+        from pipelines.train_keras import train_keras as train_fn
+    options = {"epochs": args.epochs, "arch": args.arch}
+    options.update({name: getattr(args, name) for name in HYPERPARAMETERS})
+    with tempfile.TemporaryDirectory(prefix="housing-vertex-") as scratch:
+        version, folder = train(train_fn, Path(scratch), options)
+        manifest = ModelRepository(Path(scratch)).manifest(KERAS_MODEL, version)
+        rmse = validation_rmse(manifest)
+        metric_file = report_metric(args.metric_tag, rmse, step=args.epochs)
+        exported = export(folder, args.model_dir) if args.model_dir else []
+    print(
+        json.dumps(
+            {
+                args.metric_tag: rmse,
+                "metric_file": str(metric_file),
+                "model_dir": args.model_dir,
+                "files": len(exported),
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""deploy (new endpoint, canary split), predict, undeploy and cleanup through the real SDK."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tests.vertex.conftest import BUCKET, LOCATION, PROJECT, run_cli
+from training.schema import FEATURES
+
+PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
+
+
+def upload(capsys: Any, model: str = "housing_sklearn") -> str:
+    code, result, _ = run_cli(capsys, "upload", "--model", model)
+    assert code == 0
+    return result["model"]
+
+
+def test_deploy_creates_an_endpoint_with_machine_replicas_and_accelerator(
+    vertex: Any, capsys: Any
+) -> None:
+    model = upload(capsys)
+    code, result, _ = run_cli(
+        capsys,
+        "deploy",
+        "--model",
+        model,
+        "--machine-type",
+        "n1-standard-8",
+        "--min-replicas",
+        "2",
+        "--max-replicas",
+        "5",
+        "--accelerator-type",
+        "NVIDIA_TESLA_T4",
+        "--service-account",
+        "housing-serving@test-project.iam.gserviceaccount.com",
+    )
+    assert code == 0
+    (create,) = vertex.requests("CreateEndpoint")
+    assert create.parent == PARENT and create.endpoint.display_name == "housing"
+    (deploy,) = vertex.requests("DeployModel")
+    deployed = deploy.deployed_model
+    assert deployed.model.startswith(model)
+    resources = deployed.dedicated_resources
+    assert resources.machine_spec.machine_type == "n1-standard-8"
+    assert resources.machine_spec.accelerator_type.name == "NVIDIA_TESLA_T4"
+    assert resources.machine_spec.accelerator_count == 1
+    assert (resources.min_replica_count, resources.max_replica_count) == (2, 5)
+    assert deployed.service_account.startswith("housing-serving@")
+    assert dict(deploy.traffic_split) == {"0": 100}
+    assert result["traffic_split"] == {result["deployed_models"][0]: 100}
+
+
+def test_canary_deploy_to_an_existing_endpoint_splits_traffic(vertex: Any, capsys: Any) -> None:
+    stable = upload(capsys)
+    _, first, _ = run_cli(capsys, "deploy", "--model", stable)
+    canary = upload(capsys, "housing_keras")
+    code, second, _ = run_cli(
+        capsys,
+        "deploy",
+        "--model",
+        canary,
+        "--endpoint",
+        first["endpoint"],
+        "--traffic-percentage",
+        "10",
+    )
+    assert code == 0
+    old_id = first["deployed_models"][0]
+    request = vertex.requests("DeployModel")[1]
+    assert dict(request.traffic_split) == {"0": 10, old_id: 90}
+    assert len(second["deployed_models"]) == 2
+    assert vertex.requests("CreateEndpoint").__len__() == 1
+
+
+def test_explicit_traffic_split_must_add_up(vertex: Any, capsys: Any) -> None:
+    code, _, err = run_cli(
+        capsys, "deploy", "--model", "1", "--traffic-split", '{"0": 50, "77": 40}', "--dry-run"
+    )
+    assert code == 2 and "add up to 100" in err
+
+
+def write_instances(path: Path, frame: pd.DataFrame) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in frame.to_dict("records")))
+    return path
+
+
+def test_predict_sends_gateway_instances_and_returns_predictions(
+    vertex: Any, capsys: Any, split: Any, small_model: Any, tmp_path: Path
+) -> None:
+    model = upload(capsys)
+    _, deployed, _ = run_cli(capsys, "deploy", "--model", model)
+    rows = split.test.head(5)[list(FEATURES)].copy()
+    rows.loc[rows.index[1], "total_bedrooms"] = float("nan")
+    instances = write_instances(
+        tmp_path / "instances.jsonl", rows.astype(object).where(rows.notna(), None)
+    )
+    code, result, _ = run_cli(
+        capsys, "predict", "--endpoint", deployed["endpoint"], "--instances", str(instances)
+    )
+    assert code == 0
+    (request,) = vertex.requests("Predict")
+    sent = [dict(i) for i in request.instances]
+    assert sent[0]["ocean_proximity"] == rows.iloc[0]["ocean_proximity"]
+    assert sent[1]["total_bedrooms"] is None
+    assert set(sent[0]) == set(FEATURES)
+    expected = small_model.predict(rows)
+    assert result["predictions"] == [float(v) for v in expected]
+    assert result["deployed_model_id"] == deployed["deployed_models"][0]
+
+
+def test_predict_reads_csv_and_rejects_missing_columns(
+    vertex: Any, capsys: Any, split: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "bad.csv"
+    split.test.head(3)[list(FEATURES[:-1])].to_csv(path, index=False)
+    code, _, err = run_cli(capsys, "predict", "--endpoint", "1", "--instances", str(path))
+    assert code == 2 and "ocean_proximity" in err
+    good = tmp_path / "good.csv"
+    split.test.head(3).to_csv(good, index=False)
+    code, plan, _ = run_cli(
+        capsys, "predict", "--endpoint", "9", "--instances", str(good), "--dry-run"
+    )
+    assert code == 0 and len(plan["steps"][1]["kwargs"]["instances"]) == 3
+
+
+def test_undeploy_one_then_cleanup_everything(
+    vertex: Any, capsys: Any, storage_client: Any
+) -> None:
+    model = upload(capsys)
+    _, deployed, _ = run_cli(capsys, "deploy", "--model", model)
+    endpoint = deployed["endpoint"]
+    code, result, _ = run_cli(
+        capsys,
+        "undeploy",
+        "--endpoint",
+        endpoint,
+        "--deployed-model-id",
+        deployed["deployed_models"][0],
+    )
+    assert code == 0 and result["deployed_models"] == []
+    (undeploy,) = vertex.requests("UndeployModel")
+    assert undeploy.deployed_model_id == deployed["deployed_models"][0]
+
+    _, again, _ = run_cli(capsys, "deploy", "--model", model, "--endpoint", endpoint)
+    _, job, _ = run_cli(capsys, "train", "--epochs", "2")
+    code, result, err = run_cli(
+        capsys,
+        "cleanup",
+        "--endpoint",
+        endpoint,
+        "--model",
+        model,
+        "--custom-job",
+        job["job"],
+        "--blobs",
+    )
+    assert code == 0, err
+    assert len(vertex.requests("UndeployModel")) == 2
+    assert [r.name for r in vertex.requests("DeleteEndpoint")] == [endpoint]
+    assert [r.name for r in vertex.requests("DeleteModel")] == [model]
+    assert [r.name for r in vertex.requests("DeleteCustomJob")] == [job["job"]]
+    assert not vertex.endpoints and not vertex.models and not vertex.jobs
+    assert list(storage_client.list_blobs(BUCKET, prefix="housing/")) == []
+    assert any("blobs under" in d for d in result["deleted"])
+
+
+def test_cleanup_with_nothing_to_do_is_an_error(vertex: Any, capsys: Any) -> None:
+    code, _, err = run_cli(capsys, "cleanup")
+    assert code == 2 and "nothing to clean up" in err

@@ -1,0 +1,130 @@
+"""train, tune and batch-predict: the job requests the SDK built, and merged batch results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from tests.vertex.conftest import BUCKET, LOCATION, PROJECT, run_cli
+from training.schema import FEATURES
+
+
+def test_train_submits_a_custom_job_running_the_trainer_image(vertex: Any, capsys: Any) -> None:
+    code, result, _ = run_cli(
+        capsys,
+        "train",
+        "--epochs",
+        "30",
+        "--arch",
+        "wide_deep",
+        "--accelerator-type",
+        "NVIDIA_TESLA_T4",
+        "--wait",
+    )
+    assert code == 0
+    (request,) = vertex.requests("CreateCustomJob")
+    assert request.parent == f"projects/{PROJECT}/locations/{LOCATION}"
+    job = request.custom_job
+    (pool,) = job.job_spec.worker_pool_specs
+    assert pool.container_spec.image_uri.endswith("/housing/trainer:1")
+    assert list(pool.container_spec.command) == ["python", "-m", "deploy.vertex.trainer"]
+    assert list(pool.container_spec.args) == ["--epochs=30", "--arch=wide_deep"]
+    assert pool.machine_spec.accelerator_type.name == "NVIDIA_TESLA_T4"
+    assert job.job_spec.base_output_directory.output_uri_prefix.startswith(
+        f"gs://{BUCKET}/housing/jobs/housing-keras-"
+    )
+    assert result["state"] == "JOB_STATE_SUCCEEDED"
+    assert vertex.requests("GetCustomJob")
+
+
+def test_tune_builds_the_books_search_space(vertex: Any, capsys: Any) -> None:
+    code, result, _ = run_cli(
+        capsys, "tune", "--max-trials", "8", "--parallel-trials", "2", "--epochs", "5", "--wait"
+    )
+    assert code == 0
+    (request,) = vertex.requests("CreateHyperparameterTuningJob")
+    job = request.hyperparameter_tuning_job
+    assert (job.max_trial_count, job.parallel_trial_count) == (8, 2)
+    (metric,) = job.study_spec.metrics
+    assert metric.metric_id == "val_rmse" and metric.goal.name == "MINIMIZE"
+    params = {p.parameter_id: p for p in job.study_spec.parameters}
+    assert set(params) == {"learning_rate", "n_neurons", "n_hidden", "optimizer"}
+    assert params["learning_rate"].double_value_spec.min_value == 1e-3
+    assert params["learning_rate"].scale_type.name == "UNIT_LOG_SCALE"
+    assert params["n_neurons"].integer_value_spec.max_value == 300
+    assert list(params["optimizer"].categorical_value_spec.values) == ["sgd", "adam"]
+    (pool,) = job.trial_job_spec.worker_pool_specs
+    assert list(pool.container_spec.args) == ["--epochs=5"]
+    assert result["best_trial"]["id"] == "2" and result["best_trial"]["val_rmse"] == 48500.5
+
+
+def test_train_without_trainer_image_is_a_one_line_error(
+    vertex: Any, capsys: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.delenv("HOUSING_VERTEX_TRAINER_IMAGE")
+    code, _, err = run_cli(capsys, "train", "--dry-run")
+    assert code == 2 and "HOUSING_VERTEX_TRAINER_IMAGE" in err
+
+
+def test_batch_predict_uploads_jsonl_runs_the_job_and_merges_in_input_order(
+    vertex: Any, capsys: Any, storage_client: Any, split: Any, small_model: Any, tmp_path: Path
+) -> None:
+    _, uploaded, _ = run_cli(capsys, "upload", "--model", "housing_sklearn")
+    rows = split.test.head(40).reset_index(drop=True)
+    rows.insert(0, "house_id", range(100, 140))
+    source = tmp_path / "houses.parquet"
+    rows.to_parquet(source)
+    output = tmp_path / "scored.csv"
+    code, result, _ = run_cli(
+        capsys,
+        "batch-predict",
+        "--model",
+        uploaded["model"],
+        "--input",
+        str(source),
+        "--output",
+        str(output),
+        "--machine-type",
+        "n1-highmem-2",
+        "--max-replicas",
+        "3",
+    )
+    assert code == 0
+    (request,) = vertex.requests("CreateBatchPredictionJob")
+    job = request.batch_prediction_job
+    assert job.model.startswith(uploaded["model"])
+    assert job.input_config.instances_format == "jsonl"
+    (uri,) = job.input_config.gcs_source.uris
+    assert uri.startswith(f"gs://{BUCKET}/housing/batch/") and uri.endswith("instances.jsonl")
+    assert job.dedicated_resources.machine_spec.machine_type == "n1-highmem-2"
+    assert job.dedicated_resources.max_replica_count == 3
+    bucket, _, name = uri.removeprefix("gs://").partition("/")
+    first = storage_client.bucket(bucket).blob(name).download_as_text().splitlines()[0]
+    assert set(json.loads(first)) == set(FEATURES)
+
+    scored = pd.read_csv(output)
+    assert list(scored["house_id"]) == list(range(100, 140))
+    expected = small_model.predict(rows[list(FEATURES)])
+    assert scored["predicted_median_house_value"].to_numpy() == pytest.approx(expected)
+    assert result["rows"] == 40 and result["missing"] == 0
+
+
+def test_batch_predict_rejects_other_output_formats(
+    vertex: Any, capsys: Any, tmp_path: Path
+) -> None:
+    code, _, err = run_cli(
+        capsys,
+        "batch-predict",
+        "--model",
+        "1",
+        "--input",
+        "x.csv",
+        "--output",
+        str(tmp_path / "out.json"),
+        "--dry-run",
+    )
+    assert code == 2 and ".csv or .parquet" in err
