@@ -237,6 +237,8 @@ def local_prometheus_config(compose_config: dict[str, Any], layout: Layout) -> d
             targets = []
             for target in static.get("targets", []):
                 host, _, port = str(target).rpartition(":")
+                if host in ("localhost", "127.0.0.1"):  # Prometheus scraping itself
+                    host = "prometheus"
                 local = by_container_port.get((host, int(port))) if port.isdigit() else None
                 targets.append(f"{local[0]}:{local[1]}" if local else target)
             static["targets"] = targets

@@ -30,7 +30,11 @@ def test_local_prometheus_config_points_at_loopback(tmp_path: Path) -> None:
     layout = local_layout(
         tmp_path / "models",
         tmp_path / "logs",
-        {"model-server": {"grpc": 9500, "rest": 9501}, "gateway": {"http": 9000}},
+        {
+            "model-server": {"grpc": 9500, "rest": 9501},
+            "gateway": {"http": 9000},
+            "prometheus": {"http": 9999},
+        },
     )
     compose_config = {
         "rule_files": ["rules.yml", "/etc/prometheus/more.yml"],
@@ -39,6 +43,7 @@ def test_local_prometheus_config_points_at_loopback(tmp_path: Path) -> None:
             {"job_name": "tfserving", "static_configs": [{"targets": ["tfserving:8501"]}]},
             {"job_name": "ms", "static_configs": [{"targets": ["model-server:8501"]}]},
             {"job_name": "other", "static_configs": [{"targets": ["example.org:80"]}]},
+            {"job_name": "self", "static_configs": [{"targets": ["localhost:9090"]}]},
         ],
     }
     local = local_prometheus_config(compose_config, layout)
@@ -49,6 +54,7 @@ def test_local_prometheus_config_points_at_loopback(tmp_path: Path) -> None:
         ["127.0.0.1:9501"],
         ["127.0.0.1:9501"],
         ["example.org:80"],
+        ["127.0.0.1:9999"],
     ]
     rules_dir = REPO_ROOT / "deploy" / "prometheus"
     assert local["rule_files"] == [str(rules_dir / "rules.yml"), str(rules_dir / "more.yml")]
