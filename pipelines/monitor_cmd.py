@@ -201,10 +201,10 @@ def load_reference(spec: str, models_dir: Path | None):
     if path.is_file() or path.suffix.lower() in {".csv", ".parquet", ".pq"}:
         return read_table(path, "reference"), {"source": str(path)}
     from training.reference import REFERENCE_NAME, read_reference
-    from training.repository import ModelRepository
+    from training.repository import DEFAULT_MODELS_DIR, ModelRepository
 
     name, _, version_text = spec.partition(":")
-    repo = ModelRepository(models_dir or Path(os.environ.get("HOUSING_MODELS_DIR", "models")))
+    repo = ModelRepository(models_dir or DEFAULT_MODELS_DIR)
     if not repo.model_dir(name).is_dir():
         raise CommandError(f"--reference {spec!r} is neither a file nor a model in {repo.root}")
     if version_text:

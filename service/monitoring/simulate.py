@@ -37,7 +37,8 @@ def shifted_rows(frame: pd.DataFrame, rows: int, shift: str, seed: int = 0) -> p
         inland = (frame[CATEGORICAL_FEATURE] == "INLAND").to_numpy()
         weights[inland] = INLAND_SHARE / inland.mean()
         weights[~inland] = (1 - INLAND_SHARE) / (~inland).mean()
-    picked = rng.choice(len(frame), size=rows, replace=rows > len(frame), p=weights / weights.sum())
+    # With replacement: without it, a large draw runs out of INLAND rows and the mix sags.
+    picked = rng.choice(len(frame), size=rows, replace=True, p=weights / weights.sum())
     out = frame.iloc[picked][list(FEATURES)].reset_index(drop=True)
     if shift in {"income", "both"}:
         out["median_income"] = (out["median_income"] * INCOME_FACTOR).clip(upper=INCOME_CAP)
