@@ -34,20 +34,24 @@ INVALID: list[dict[str, Any]] = json.loads((PAYLOADS / "invalid.json").read_text
 DEFAULT_MODEL = "housing_sklearn"
 
 
-def env_targets() -> list[tuple[str, dict[str, Any]]]:
-    """``LOAD_TARGETS`` as (model name, extra body fields selecting a version or label)."""
+def env_targets() -> list[str]:
+    """``LOAD_TARGETS`` as predict paths: ``name`` uses the model's policy,
+    ``name@3`` pins version 3, ``name#stable`` follows a label."""
     targets = []
     for item in os.environ.get("LOAD_TARGETS", DEFAULT_MODEL).split(","):
         item = item.strip()
         if "@" in item:
             name, version = item.split("@", 1)
-            targets.append((name, {"version": int(version)}))
+            path = f"/v1/models/{name}/versions/{int(version)}:predict"
         elif "#" in item:
             name, label = item.split("#", 1)
-            targets.append((name, {"label": label}))
+            path = f"/v1/models/{name}/labels/{label}:predict"
         elif item:
-            targets.append((item, {}))
-    return targets or [(DEFAULT_MODEL, {})]
+            path = f"/v1/models/{item}:predict"
+        else:
+            continue
+        targets.append(path)
+    return targets or [f"/v1/models/{DEFAULT_MODEL}:predict"]
 
 
 def pace() -> Any:
@@ -109,9 +113,8 @@ class BatchUser(PredictionUser):
 
     @task
     def batch(self) -> None:
-        name = TARGETS[0][0]
-        body = {"instances": self.take(BATCH_ROWS)}
-        self.predict(f"/v1/models/{name}:predict", body, f"/v1/models/{name}:predict [batch]")
+        path = TARGETS[0]
+        self.predict(path, {"instances": self.take(BATCH_ROWS)}, f"{path} [batch]")
 
 
 class MixedModelsUser(PredictionUser):
@@ -119,10 +122,8 @@ class MixedModelsUser(PredictionUser):
 
     @task
     def mixed(self) -> None:
-        name, selector = random.choice(TARGETS)
-        body = {"instances": self.take(random.choice((1, 1, 3, 8))), **selector}
-        shown = "".join(f" {k}={v}" for k, v in selector.items())
-        self.predict(f"/v1/models/{name}:predict", body, f"/v1/models/{name}:predict{shown}")
+        path = random.choice(TARGETS)
+        self.predict(path, {"instances": self.take(random.choice((1, 1, 3, 8)))}, path)
 
 
 class InvalidUser(HttpUser):

@@ -124,7 +124,7 @@ def run(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or REPO_ROOT / "runs" / "load" / stamp
     out.mkdir(parents=True, exist_ok=True)
-    prefix = out / "stats"
+    prefix = out / "locust"
     env = {
         **os.environ,
         "LOAD_USER_RPS": str(user_rps),

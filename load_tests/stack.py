@@ -133,7 +133,7 @@ def model_server(
     rest_port = rest_port or free_port()
     argv = [
         *HOUSING, "serve", "model-server",
-        "--port", str(grpc_port), "--rest_api_port", str(rest_port),
+        "--host", LOOPBACK, "--port", str(grpc_port), "--rest_api_port", str(rest_port),
         "--model_config_file", str(config_file),
         "--file_system_poll_wait_seconds", str(poll_seconds),
         *(["--enable_batching", "--batching_parameters_file", str(batching_file)]
@@ -153,7 +153,7 @@ def gateway(
 ) -> ManagedProcess:
     """The gateway routing each model name to a ``host:port`` gRPC target; ``ports["http"]``."""
     port = port or free_port()
-    argv = [*HOUSING, "serve", "gateway", "--port", str(port)]
+    argv = [*HOUSING, "serve", "gateway", "--host", LOOPBACK, "--port", str(port)]
     for name, target in upstreams.items():
         argv += ["--upstream", f"{name}={target}"]
     return ManagedProcess("gateway", [*argv, *extra], log_path, env=env, ports={"http": port})
