@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,7 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -103,7 +104,7 @@ SERVICES: dict[str, Service] = {
             ),
             ports={"grpc": 8500, "rest": 8501},
             environment={"HOUSING_MODELS_DIR": "{models}"},
-            health=("rest", f"/v1/models/{SKLEARN_MODEL}"),
+            health=("rest", "/v1/models/{served_model}"),
         ),
         Service(
             name="gateway",
@@ -118,7 +119,7 @@ SERVICES: dict[str, Service] = {
             ),
             ports={"http": 8000},
             environment={
-                "HOUSING_DEFAULT_MODEL": SKLEARN_MODEL,
+                "HOUSING_DEFAULT_MODEL": "{served_model}",
                 "HOUSING_MODELS_DIR": "{models}",
                 "HOUSING_PREDICTION_LOG_PATH": "{logs}/predictions.sqlite3",
                 "HOUSING_DEADLINE_SECONDS": "5",
@@ -154,6 +155,8 @@ class Layout:
     """Service name -> host name other services use to reach it."""
     ports: Mapping[str, Mapping[str, int]]
     """Service name -> port role -> port number."""
+    served: tuple[str, ...] = (SKLEARN_MODEL, KERAS_MODEL)
+    """Models the gateway routes; the first is its default model."""
 
     def values(self, service: Service) -> dict[str, str]:
         values = {
@@ -163,6 +166,7 @@ class Layout:
             "prometheus_config": self.prometheus_config,
             "prometheus_data": self.prometheus_data,
             "bind": self.bind,
+            "served_model": self.served[0],
         }
         for name, host in self.hosts.items():
             key = name.replace("-", "_")
@@ -175,7 +179,14 @@ class Layout:
 
     def command(self, service: Service) -> list[str]:
         values = self.values(service)
-        return [arg.format(**values) for arg in service.args]
+        return [
+            arg.format(**values)
+            for arg in service.args
+            if not arg.startswith("--upstream=") or arg.split("=")[1] in self.served
+        ]
+
+    def health_path(self, service: Service) -> str | None:
+        return service.health[1].format(**self.values(service)) if service.health else None
 
     def environment(self, service: Service) -> dict[str, str]:
         values = self.values(service)
@@ -199,6 +210,8 @@ def local_layout(
     models_dir: Path,
     logs_dir: Path,
     ports: Mapping[str, Mapping[str, int]] | None = None,
+    served: tuple[str, ...] = (SKLEARN_MODEL, KERAS_MODEL),
+    bind: str = "127.0.0.1",
 ) -> Layout:
     """This checkout on loopback, the project's model server standing in for TF Serving."""
     port_map = {name: dict(service.ports) for name, service in SERVICES.items()}
@@ -211,9 +224,10 @@ def local_layout(
         logs=str(logs_dir),
         prometheus_config=str(logs_dir / "prometheus" / "prometheus.yml"),
         prometheus_data=str(logs_dir / "prometheus" / "data"),
-        bind="127.0.0.1",
+        bind=bind,
         hosts={name: "127.0.0.1" for name in SERVICES},
         ports=port_map,
+        served=served,
     )
 
 
@@ -301,7 +315,12 @@ def housing_command() -> list[str]:
     return [sys.executable, "-m", "pipelines.cli"]
 
 
-def prepare(models_dir: Path, data_dir: Path | None, train: bool) -> None:
+def prepare(
+    models_dir: Path,
+    data_dir: Path | None,
+    train: bool,
+    models: tuple[str, ...] = (SKLEARN_MODEL, KERAS_MODEL),
+) -> None:
     """Train the default models that ``models_dir`` lacks, after verifying the dataset.
 
     When every model is there, nothing needs the data, so a restart skips both steps.
@@ -310,6 +329,8 @@ def prepare(models_dir: Path, data_dir: Path | None, train: bool) -> None:
 
     missing = []
     for name, kind in DEFAULT_MODELS:
+        if name not in models:
+            continue
         if has_model(models_dir, name):
             print(f"stack: reusing {name} from {models_dir / name}", flush=True)
         elif not train:
@@ -328,6 +349,53 @@ def prepare(models_dir: Path, data_dir: Path | None, train: bool) -> None:
         run_step([*housing_command(), "train", kind], env)
 
 
+def fetch_storage_uri(uri: str, models_dir: Path) -> str:
+    """Install the model version folder at ``uri`` (a ``gs://`` prefix) into ``models_dir``.
+
+    On Vertex AI, ``AIP_STORAGE_URI`` holds a copy of the folder ``housing vertex upload``
+    copied: one version with its manifest, which names the model, version and platform.
+    The model server checks the artifact's SHA-256 against the manifest before loading it.
+    """
+    from google.cloud import storage
+
+    from deploy.vertex.gcs import split_uri
+    from pipelines.common import CommandError
+    from training.repository import ModelRepository, RepositoryError, read_manifest
+
+    bucket, prefix = split_uri(uri)
+    staging = models_dir / ".download"
+    shutil.rmtree(staging, ignore_errors=True)
+    count = 0
+    for blob in storage.Client().list_blobs(bucket, prefix=f"{prefix}/" if prefix else None):
+        relative = Path(blob.name[len(prefix) :].lstrip("/"))
+        if not relative.parts or blob.name.endswith("/"):
+            continue
+        if ".." in relative.parts:
+            raise CommandError(f"refusing blob name {blob.name!r} under {uri}")
+        target = staging / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        blob.download_to_filename(str(target))
+        count += 1
+    if count == 0:
+        raise CommandError(f"no files under {uri}")
+    try:
+        manifest = read_manifest(staging)
+        name, version, platform = manifest["model"], int(manifest["version"]), manifest["platform"]
+    except (OSError, ValueError, KeyError, TypeError, RepositoryError) as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise CommandError(f"{uri} is not a model version folder with a manifest: {exc}") from None
+    repo = ModelRepository(models_dir)
+    destination = repo.version_dir(name, version)
+    if destination.exists():
+        shutil.rmtree(staging)
+    else:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        staging.rename(destination)
+    repo.register(name, platform)
+    print(f"stack: installed {name} version {version} from {uri}", flush=True)
+    return str(name)
+
+
 def run_step(argv: list[str], env: dict[str, str]) -> None:
     from pipelines.common import CommandError
 
@@ -344,8 +412,9 @@ def run_step(argv: list[str], env: dict[str, str]) -> None:
 class Running:
     service: Service
     process: subprocess.Popen[bytes]
-    log_path: Path
-    log_file: IO[bytes]
+    log_path: Path | None
+    """None when the service writes to the launcher's own output (``--console-logs``)."""
+    log_file: IO[bytes] | None
 
 
 def port_in_use(port: int) -> bool:
@@ -369,8 +438,8 @@ def probe(url: str, timeout: float = 2.0) -> bool:
 def health_url(service: Service, layout: Layout) -> str | None:
     if service.health is None:
         return None
-    role, path = service.health
-    return f"http://127.0.0.1:{layout.ports[service.name][role]}{path}"
+    role = service.health[0]
+    return f"http://127.0.0.1:{layout.ports[service.name][role]}{layout.health_path(service)}"
 
 
 def local_argv(service: Service, layout: Layout) -> list[str]:
@@ -381,16 +450,17 @@ def local_argv(service: Service, layout: Layout) -> list[str]:
 class Stack:
     """The local processes, started in dependency order and stopped in reverse."""
 
-    def __init__(self, layout: Layout, services: list[Service]):
+    def __init__(self, layout: Layout, services: list[Service], console_logs: bool = False):
         self.layout = layout
         self.services = services
+        self.console_logs = console_logs
         self.running: list[Running] = []
 
     def start(self, service: Service) -> Running:
         logs_dir = Path(self.layout.logs)
         logs_dir.mkdir(parents=True, exist_ok=True)
-        log_path = logs_dir / f"{service.name}.log"
-        log_file = log_path.open("ab")
+        log_path = None if self.console_logs else logs_dir / f"{service.name}.log"
+        log_file = log_path.open("ab") if log_path else None
         env = {**os.environ, **self.layout.environment(service), "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen(
             local_argv(service, self.layout),
@@ -398,7 +468,7 @@ class Stack:
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log_file,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT if log_file else None,
             start_new_session=True,  # Ctrl-C reaches the launcher only; it stops children in order
         )
         running = Running(service, process, log_path, log_file)
@@ -434,11 +504,14 @@ class Stack:
                 except subprocess.TimeoutExpired:
                     running.process.kill()
                     running.process.wait()
-            running.log_file.close()
+            if running.log_file:
+                running.log_file.close()
         self.running.clear()
 
 
-def tail(path: Path, lines: int = 20) -> str:
+def tail(path: Path | None, lines: int = 20) -> str:
+    if path is None:
+        return "(output above)"
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
@@ -462,7 +535,7 @@ def curl_examples(layout: Layout) -> list[str]:
     return [
         f"curl -s -X POST http://127.0.0.1:{port}/v1/models/{name}:predict "
         f"-H 'Content-Type: application/json' -d '{body}'"
-        for name in (SKLEARN_MODEL, KERAS_MODEL)
+        for name in layout.served
     ]
 
 
@@ -475,8 +548,9 @@ def run_stack(args: argparse.Namespace) -> int:
 
     models_dir = args.models_dir.resolve()
     logs_dir = args.logs_dir.resolve()
+    models = tuple(dict.fromkeys(args.models))
     if args.prepare_only:
-        prepare(models_dir, args.data_dir, train=not args.no_train)
+        prepare(models_dir, args.data_dir, not args.no_train, models)
         return 0
 
     layout = local_layout(
@@ -487,6 +561,8 @@ def run_stack(args: argparse.Namespace) -> int:
             "gateway": {"http": args.gateway_port},
             "prometheus": {"http": args.prometheus_port},
         },
+        served=models,
+        bind=args.bind,
     )
     services = [SERVICES["model-server"], SERVICES["gateway"]]
     with_prometheus = not args.no_prometheus and PROMETHEUS_BINARY.exists()
@@ -500,7 +576,10 @@ def run_stack(args: argparse.Namespace) -> int:
                     f"port {port} ({service.name}) is in use; stop what holds it or pick "
                     "another with the --*-port flags"
                 )
-    prepare(models_dir, args.data_dir, train=not args.no_train)
+    if args.storage_uri:
+        models = (fetch_storage_uri(args.storage_uri, models_dir),)
+        layout = replace(layout, served=models)
+    prepare(models_dir, args.data_dir, not args.no_train, models)
     if with_prometheus:
         write_local_prometheus_config(layout)
 
@@ -508,7 +587,7 @@ def run_stack(args: argparse.Namespace) -> int:
         raise Stop(signal.Signals(signum).name)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    stack = Stack(layout, services)
+    stack = Stack(layout, services, console_logs=args.console_logs)
     try:
         deadline = time.monotonic() + args.timeout
         for service in services:
@@ -548,7 +627,8 @@ def print_banner(layout: Layout, stack: Stack, with_prometheus: bool) -> None:
     ]
     if with_prometheus:
         lines.append(f"  prometheus    http://127.0.0.1:{layout.ports['prometheus']['http']}")
-    lines.append(f"  logs          {', '.join(str(r.log_path) for r in stack.running)}")
+    if not stack.console_logs:
+        lines.append(f"  logs          {', '.join(str(r.log_path) for r in stack.running)}")
     lines += ["", "try:", *(f"  {line}" for line in curl_examples(layout)), "", "Ctrl-C stops."]
     print("\n".join(lines), flush=True)
 
@@ -585,7 +665,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="where `housing data fetch` extracts the dataset (default: data/)",
     )
     parser.add_argument(
-        "--gateway-port", type=int, default=defaults["gateway"]["http"], help="gateway HTTP port"
+        "--models",
+        nargs="+",
+        choices=[name for name, _ in DEFAULT_MODELS],
+        default=[name for name, _ in DEFAULT_MODELS],
+        help="models to serve (and train if missing); the first is the gateway's default "
+        "(default: both)",
+    )
+    parser.add_argument(
+        "--storage-uri",
+        default=os.environ.get("AIP_STORAGE_URI") or None,
+        help="gs:// folder of one model version to install and serve alone (default: "
+        "$AIP_STORAGE_URI, set by Vertex AI)",
+    )
+    parser.add_argument(
+        "--bind",
+        default="127.0.0.1",
+        help="address the services listen on (default 127.0.0.1; 0.0.0.0 in a container)",
+    )
+    parser.add_argument(
+        "--console-logs",
+        action="store_true",
+        help="services write to this terminal instead of files in --logs-dir (containers)",
+    )
+    parser.add_argument(
+        "--gateway-port",
+        type=int,
+        default=int(os.environ.get("AIP_HTTP_PORT") or defaults["gateway"]["http"]),
+        help="gateway HTTP port (default: $AIP_HTTP_PORT, set by Vertex AI, or 8000)",
     )
     parser.add_argument(
         "--grpc-port",

@@ -152,7 +152,7 @@ def test_health_checks_and_start_order(services: dict[str, Any]) -> None:
     for name, spec in SERVICES.items():
         if spec.health is None:
             continue
-        role, path = spec.health
+        role, path = spec.health[0], COMPOSE.health_path(spec)
         check = " ".join(services[name]["healthcheck"]["test"])
         assert path in check and str(spec.ports[role]) in check, name
     for name, service in services.items():

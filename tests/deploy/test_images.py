@@ -17,7 +17,12 @@ HADOLINT = Path(sys.executable).parent / "hadolint"
 
 def test_one_dockerfile_per_deployable() -> None:
     names = {path.name for path in DOCKERFILES}
-    assert names == {"gateway.Dockerfile", "model-server.Dockerfile", "trainer.Dockerfile"}
+    assert names == {
+        "gateway.Dockerfile",
+        "model-server.Dockerfile",
+        "trainer.Dockerfile",
+        "serving.Dockerfile",
+    }
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)

@@ -1,0 +1,109 @@
+"""The one-container serving image's start-up: a model version from AIP_STORAGE_URI (a real
+GCS emulator process) installed into the repository, and a gateway routing only that model."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipelines.common import CommandError
+from service.stack import SERVICES, fetch_storage_uri, local_layout
+from training.repository import ModelRepository
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "gcp-storage-emulator"),
+            "start",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--in-memory",
+            "--quiet",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert process.poll() is None and time.monotonic() < deadline, "emulator down"
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def bucket(emulator: str, monkeypatch: pytest.MonkeyPatch):
+    from google.cloud import storage
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator)
+    client = storage.Client()
+    name = f"bucket-{time.monotonic_ns()}"
+    return client.create_bucket(name)
+
+
+def upload_version(bucket, prefix: str, manifest: dict) -> None:
+    bucket.blob(f"{prefix}/manifest.json").upload_from_string(json.dumps(manifest))
+    bucket.blob(f"{prefix}/model.joblib").upload_from_string(b"bytes")
+    bucket.blob(f"{prefix}/assets/extra.txt").upload_from_string(b"nested")
+
+
+def test_storage_uri_version_is_installed_and_registered(bucket, tmp_path: Path) -> None:
+    manifest = {"model": "housing_sklearn", "version": 7, "platform": "sklearn"}
+    upload_version(bucket, "runs/models/housing_sklearn/7", manifest)
+    uri = f"gs://{bucket.name}/runs/models/housing_sklearn/7"
+
+    assert fetch_storage_uri(uri, tmp_path) == "housing_sklearn"
+
+    version_dir = tmp_path / "housing_sklearn" / "7"
+    assert json.loads((version_dir / "manifest.json").read_text()) == manifest
+    assert (version_dir / "model.joblib").read_bytes() == b"bytes"
+    assert (version_dir / "assets" / "extra.txt").read_bytes() == b"nested"
+    repo = ModelRepository(tmp_path)
+    assert repo.versions("housing_sklearn") == [7]
+    [entry] = repo.read_config().model_config_list.config
+    assert (entry.name, entry.model_platform) == ("housing_sklearn", "sklearn")
+    # A restart with the same URI keeps the installed copy.
+    assert fetch_storage_uri(uri, tmp_path) == "housing_sklearn"
+    assert not (tmp_path / ".download").exists()
+
+
+def test_storage_uri_errors(bucket, tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="no files under"):
+        fetch_storage_uri(f"gs://{bucket.name}/nothing/here", tmp_path)
+    bucket.blob("bare/model.joblib").upload_from_string(b"x")
+    with pytest.raises(CommandError, match="not a model version folder"):
+        fetch_storage_uri(f"gs://{bucket.name}/bare", tmp_path)
+
+
+def test_gateway_routes_only_the_served_models(tmp_path: Path) -> None:
+    layout = local_layout(tmp_path, tmp_path, served=("housing_keras",), bind="0.0.0.0")
+    gateway = SERVICES["gateway"]
+    command = layout.command(gateway)
+    assert [arg for arg in command if arg.startswith("--upstream=")] == [
+        "--upstream=housing_keras=127.0.0.1:8500"
+    ]
+    assert "--host=0.0.0.0" in command
+    assert layout.environment(gateway)["HOUSING_DEFAULT_MODEL"] == "housing_keras"
+    assert layout.health_path(SERVICES["model-server"]) == "/v1/models/housing_keras"
