@@ -47,11 +47,13 @@ def in_process(model, one_row, big, seconds: float) -> dict[str, float]:
     """The model alone: ``predict`` on prebuilt DataFrames (float32-rounded like the wire)."""
     one_row, big = wire_frame(one_row), wire_frame(big)
     latencies = []
+    cpu_started = time.process_time()
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         started = time.perf_counter()
         model.predict(one_row)
         latencies.append(time.perf_counter() - started)
+    cpu_per_call = (time.process_time() - cpu_started) / len(latencies)
     started = time.perf_counter()
     calls = 0
     while time.perf_counter() - started < seconds:
@@ -61,6 +63,7 @@ def in_process(model, one_row, big, seconds: float) -> dict[str, float]:
         "p50": percentile(latencies, 50),
         "p99": percentile(latencies, 99),
         "rps": len(latencies) / sum(latencies),
+        "cpu_ms": cpu_per_call * 1e3,
         "rows_per_s": calls * len(big) / (time.perf_counter() - started),
     }
 
@@ -104,18 +107,27 @@ async def concurrent(target: str, request, concurrency: int, seconds: float) -> 
     return done / elapsed, failures
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process: a cost measure the machine's load does not skew."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(server: artifacts.ServerProcess, one, big, seconds: float) -> dict[str, float]:
     server.wait_ready()
     one_request = predict_request(one, NAME)
     big_request = predict_request(big, NAME)
     latencies = asyncio.run(sequential(server.target, one_request, seconds))
+    cpu_before = cpu_seconds(server.process.pid)
     rps, failures = asyncio.run(concurrent(server.target, one_request, 16, seconds))
+    cpu_per_request = (cpu_seconds(server.process.pid) - cpu_before) / max(rps * seconds, 1)
     big_latencies = asyncio.run(sequential(server.target, big_request, seconds))
     return {
         "p50": percentile(latencies, 50),
         "p99": percentile(latencies, 99),
         "rps16": rps,
         "failures": failures,
+        "cpu_ms": cpu_per_request * 1e3,
         "rows_per_s": len(big) / statistics.mean(big_latencies),
     }
 
@@ -176,6 +188,8 @@ def main() -> int:
         ("req/s, 16 concurrent, no batching", plain["rps16"], base["rps"]),
         ("req/s, 16 concurrent, batching", batched["rps16"], base["rps"]),
         ("rows/s at batch 1,024 (no batching)", plain["rows_per_s"], base["rows_per_s"]),
+        ("CPU ms per request, 16 conc., no batching", plain["cpu_ms"], base["cpu_ms"]),
+        ("CPU ms per request, 16 conc., batching", batched["cpu_ms"], base["cpu_ms"]),
     ]
     print(f"{'measure':<40}{'server':>12}{'in-process':>12}{'ratio':>8}")
     for label, served, local in rows:
