@@ -48,7 +48,10 @@ def _set_text(names: Iterable[str]) -> str:
 
 
 def validate_inputs(signature: meta_graph_pb2.SignatureDef, inputs: Columns) -> int:
-    """Check names, dtypes and shapes against the signature; return the batch size."""
+    """Check names, dtypes and shapes against the signature; return the batch size.
+
+    Numeric inputs of another numeric dtype are cast in place to the signature's dtype.
+    """
     expected = set(signature.inputs)
     sent = set(inputs)
     if sent != expected:
@@ -64,12 +67,16 @@ def validate_inputs(signature: meta_graph_pb2.SignatureDef, inputs: Columns) -> 
         values = inputs[name]
         wanted = NUMPY_DTYPES.get(info.dtype)
         is_string = values.dtype == object
-        if (wanted is None) != is_string or (wanted is not None and values.dtype != wanted):
+        if (wanted is None) != is_string:
             sent_name = "string" if is_string else dtype_name(_tf_dtype(values.dtype))
             raise invalid(
                 f"Expects arg[{index}] to be {dtype_name(info.dtype)} but {sent_name} is provided"
                 f" (input '{name}')"
             )
+        if wanted is not None and values.dtype != wanted:
+            # Deliberately more lenient than TF Serving: numbers of another width (pandas'
+            # float64, ints) are cast, so clients sending their data's native dtype work.
+            values = inputs[name] = values.astype(wanted)
         if not info.tensor_shape.unknown_rank:
             dims = [d.size for d in info.tensor_shape.dim]
             shape = list(values.shape)

@@ -116,6 +116,16 @@ def test_book_chapter_19_grpc_client(server, rows):
     np.testing.assert_allclose(y_pred, artifacts.saved_model_formula(rows, KERAS_SCALE), rtol=1e-6)
 
 
+def test_native_float64_columns_are_accepted_like_float32(stub, models, rows):
+    """pandas' float64 columns sent as-is (DT_DOUBLE) give the float32 answer."""
+    request = predict_request(rows, SKLEARN, version=1)
+    for name in NUMERIC_FEATURES:
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(rows[name].to_numpy(np.float64)))
+    response = stub.Predict(request, timeout=10.0)
+    expected = models.sklearn_models[1].predict(wire_frame(rows)).astype(np.float32)
+    np.testing.assert_allclose(values(response), expected, rtol=1e-6)
+
+
 def test_output_filter_is_honoured(stub, rows):
     request = predict_request(rows, KERAS)
     request.output_filter.append(OUTPUT_NAME)
@@ -181,9 +191,14 @@ def test_error_codes(stub, channel, rows):
     cases.append(
         (missing, grpc.StatusCode.INVALID_ARGUMENT, "Missing but required: {median_income}")
     )
-    double = predict_request(rows, SKLEARN)
-    double.inputs["latitude"].CopyFrom(tf.make_tensor_proto(rows["latitude"].to_numpy(np.float64)))
-    cases.append((double, grpc.StatusCode.INVALID_ARGUMENT, "to be float but double is provided"))
+    text = predict_request(rows, SKLEARN)
+    text.inputs["latitude"].CopyFrom(tf.make_tensor_proto(rows["latitude"].astype(str).to_numpy()))
+    cases.append((text, grpc.StatusCode.INVALID_ARGUMENT, "to be float but string is provided"))
+    numeric_category = predict_request(rows, SKLEARN)
+    numeric_category.inputs["ocean_proximity"].CopyFrom(tf.make_tensor_proto(np.ones(len(rows))))
+    cases.append(
+        (numeric_category, grpc.StatusCode.INVALID_ARGUMENT, "to be string but double is provided")
+    )
     shaped = predict_request(rows, KERAS)
     shaped.inputs["latitude"].CopyFrom(
         tf.make_tensor_proto(rows["latitude"].to_numpy(np.float32).reshape(-1, 1))
