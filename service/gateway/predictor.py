@@ -23,7 +23,7 @@ import grpc
 from service.prediction_log import PredictionLog, PredictionRecord
 from training.schema import FEATURES
 
-from .errors import GatewayError, ModelNotFound, UpstreamError
+from .errors import GatewayError, InvalidInput, ModelNotFound, UpstreamError
 from .metrics import GatewayMetrics
 from .ranges import out_of_range
 from .schemas import Instance
@@ -224,11 +224,12 @@ class GatewayPredictor:
         label: str | None,
     ) -> PredictionResult:
         values = [v for part in served for v in part.values]
-        if not all(math.isfinite(v) for v in values):
-            raise GatewayError(
-                f"model {model} returned a non-finite prediction",
-                status=502,
-                code="bad_upstream_response",
+        bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
+        if bad:  # the input drove the model out of its domain: the client's to change
+            shown = ", ".join(f"instances[{i}]" for i in bad[:10])
+            raise InvalidInput(
+                f"model {model} cannot give a finite prediction for {shown}",
+                code="unpredictable_input",
             )
         version = served[0].version
         version_label = str(version) if version is not None else ""

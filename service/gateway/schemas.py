@@ -12,8 +12,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Finite = Annotated[float, Field(strict=True, allow_inf_nan=False)]
-Count = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0)]
+# Bounds are physical (coordinates) or generous sanity limits far beyond any district, so
+# every accepted value is a finite float32 (the signature's dtype) and the model's ratio
+# features have non-zero denominators (rooms, households). Unusual but valid values are
+# served and flagged (see ranges.py), not rejected.
+MAX_COUNT = 1e9
+Strict = {"strict": True, "allow_inf_nan": False}
+Longitude = Annotated[float, Field(ge=-180, le=180, **Strict)]
+Latitude = Annotated[float, Field(ge=-90, le=90, **Strict)]
+Count = Annotated[float, Field(ge=0, le=MAX_COUNT, **Strict)]
+PositiveCount = Annotated[float, Field(gt=0, le=MAX_COUNT, **Strict)]
+Income = Annotated[float, Field(ge=0, le=1e6, **Strict)]
 OceanProximity = Literal["<1H OCEAN", "INLAND", "NEAR OCEAN", "NEAR BAY", "ISLAND"]
 
 EXAMPLE_INSTANCE: dict[str, Any] = {
@@ -34,14 +43,14 @@ class Instance(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    longitude: Finite = Field(description="Degrees west are negative, e.g. -122.23.")
-    latitude: Finite = Field(description="Degrees north, e.g. 37.88.")
+    longitude: Longitude = Field(description="Degrees, west negative, e.g. -122.23.")
+    latitude: Latitude = Field(description="Degrees north, e.g. 37.88.")
     housing_median_age: Count = Field(description="Median age of the houses, years.")
-    total_rooms: Count = Field(description="Rooms in the district.")
+    total_rooms: PositiveCount = Field(description="Rooms in the district (> 0).")
     total_bedrooms: Count | None = Field(None, description="Bedrooms; null when unknown.")
     population: Count = Field(description="People living in the district.")
-    households: Count = Field(description="Households in the district.")
-    median_income: Finite = Field(description="Median income, tens of thousands of USD.")
+    households: PositiveCount = Field(description="Households in the district (> 0).")
+    median_income: Income = Field(description="Median income, tens of thousands of USD.")
     ocean_proximity: OceanProximity = Field(description="One of the five categories.")
 
 

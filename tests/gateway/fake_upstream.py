@@ -46,6 +46,7 @@ class Behaviour:
     fail_unavailable: int = 0  # Predict calls to fail with UNAVAILABLE before answering
     delay: float = 0.0
     output_name: str = "median_house_value"
+    output_value: float | None = None  # answer this for every row instead of the formula
     on_predict: Callable[[Behaviour], None] | None = None  # runs at the start of each Predict
     calls: list[Call] = field(default_factory=list)
 
@@ -123,7 +124,9 @@ class FakeServer(
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         income = call.inputs["median_income"]
         out = [100_000 * x + 1_000 * version for x in income]
-        if any(math.isnan(x) for x in call.inputs["total_bedrooms"]):
+        if b.output_value is not None:
+            out = [b.output_value] * len(out)
+        elif any(math.isnan(x) for x in call.inputs["total_bedrooms"]):
             out = [x + 1 for x in out]  # lets tests see NaN arrived for a missing value
         response = predict_pb2.PredictResponse()
         response.model_spec.name = spec.name

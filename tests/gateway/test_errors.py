@@ -104,3 +104,10 @@ async def test_error_bodies_carry_the_request_id(client, behaviour):
     behaviour.predict_error = (grpc.StatusCode.UNAVAILABLE, "down")
     r = await client.post("/v1/predict", json=BODY, headers={"x-request-id": "trace-1"})
     assert r.json()["request_id"] == "trace-1" == r.headers["x-request-id"]
+
+
+async def test_non_finite_model_output_is_a_4xx_naming_the_instances(client, behaviour):
+    behaviour.output_value = float("nan")
+    r = await client.post("/v1/predict", json={"instances": [INSTANCE, INSTANCE]})
+    assert r.status_code == 422
+    assert "instances[0], instances[1]" in r.json()["message"]
