@@ -29,7 +29,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from load_tests.peers import loadgen, servers
+from load_tests.peers import loadgen, profiling, servers
 from training.repository import DEFAULT_MODELS_DIR, version_numbers
 from training.schema import SKLEARN_MODEL
 
@@ -53,6 +53,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="worker processes for peers")
     parser.add_argument("--ready-timeout", type=float, default=180, help="seconds to start")
     parser.add_argument("--out", type=Path, help="folder for results.json and server logs")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the project's processes with py-spy during its 1-row run (slows it)",
+    )
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.peers.split(",") if n.strip()]
     unknown = [n for n in names if n not in servers.PEERS]
@@ -101,7 +106,14 @@ def measure(
             bodies = [peer.encode(g) for g in row_groups]
             if args.warmup > 0:
                 loadgen.drive(started.url, bodies, rows, args.connections, args.warmup)
+            spies = (
+                profiling.start(started.processes, args.seconds, args.out / "profile")
+                if args.profile and peer.name == "project" and rows == 1
+                else []
+            )
             result = loadgen.drive(started.url, bodies, rows, args.connections, args.seconds)
+            for spy in spies:
+                spy.wait(timeout=60)
             results[scenario] = result.as_dict()
             print(
                 f"[bench] {peer.name:14s} {scenario:8s} {result.rps:8.1f} req/s "
@@ -151,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     version_dir = resolve_model(args.model)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = args.out or REPO_ROOT / "runs" / "bench_peers" / stamp
+    out = args.out = args.out or REPO_ROOT / "runs" / "bench_peers" / stamp
     out.mkdir(parents=True, exist_ok=True)
     loadgen.wrk_binary()
     print(f"[bench] model {version_dir}; {args.connections} connections; results in {out}")
@@ -180,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(results))
     print(f"\n[bench] ×: ratio to the project's figure; JSON in {out / 'results.json'}")
+    for collapsed in sorted((out / "profile").glob("*.txt")):
+        print(f"\n[profile] {collapsed.stem}: frames by share of samples")
+        for frame, share in profiling.top_frames(collapsed):
+            print(f"  {share:6.1%}  {frame[:110]}")
     failed = [name for name, figures in results.items() if "all" in figures]
     return 1 if failed else 0
 

@@ -64,7 +64,7 @@ def test_slow_upstream_times_out_at_deadline_and_recovers(fault_logs: Path) -> N
         upstream.delay = 10 * DEADLINE
         first = storm(url)
         baseline = rss_bytes(gateway.pid)
-        rounds = [storm(url) for _ in range(3)]
+        rounds = [storm(url) for _ in range(2)]
         grown = rss_bytes(gateway.pid) - baseline
         upstream.release.set()
         upstream.delay = 0.0
@@ -84,7 +84,7 @@ def test_slow_upstream_times_out_at_deadline_and_recovers(fault_logs: Path) -> N
     name = "housing_gateway_request_duration_seconds"
     all_504 = metric_value(metrics, f"{name}_count", code="504")
     in_time = metric_value(metrics, f"{name}_bucket", code="504", le=SERVER_BUCKET)
-    assert all_504 >= 4 * STORM and in_time == all_504, (in_time, all_504)
+    assert all_504 >= 3 * STORM and in_time == all_504, (in_time, all_504)
     assert after.status_code == 200, after.text
     assert metric_value(metrics, "housing_gateway_in_flight_requests") == 0
-    assert grown < 32 * 1024 * 1024, f"gateway RSS grew {grown / 2**20:.1f} MiB over 3 storms"
+    assert grown < 32 * 1024 * 1024, f"gateway RSS grew {grown / 2**20:.1f} MiB over 2 storms"

@@ -51,7 +51,7 @@ def test_bounded_locust_run_passes_thresholds(gateway: str, tmp_path: Path) -> N
     completed = subprocess.run(
         [
             sys.executable, str(REPO_ROOT / "load_tests" / "run_locust.py"),
-            "--host", gateway, "--users", "6", "--spawn-rate", "6", "--run-time", "12s",
+            "--host", gateway, "--users", "6", "--spawn-rate", "6", "--run-time", "10s",
             "--targets", f"{SKLEARN_MODEL},{SKLEARN_MODEL}@1", "--out", str(out),
         ],
         capture_output=True, text=True, timeout=120, check=False,
