@@ -30,6 +30,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
+from training.schema import KERAS_MODEL, SKLEARN_MODEL
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 TF_SERVING_IMAGE = "tensorflow/serving:2.19.1"
@@ -37,8 +39,6 @@ TF_SERVING_GPU_IMAGE = f"{TF_SERVING_IMAGE}-gpu"
 PROMETHEUS_IMAGE = "prom/prometheus:v3.5.0"
 LOCUST_IMAGE = "locustio/locust:2.43.1"
 
-SKLEARN_MODEL = "housing_sklearn"
-KERAS_MODEL = "housing_keras"
 DEFAULT_MODELS = ((SKLEARN_MODEL, "sklearn"), (KERAS_MODEL, "keras"))
 PROMETHEUS_BINARY = Path("/usr/bin/prometheus")
 
