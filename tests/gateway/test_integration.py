@@ -1,0 +1,214 @@
+"""The gateway as a real process (``housing serve gateway``, 2 workers) in front of the real
+model server process, both on free loopback ports, with a real joblib model and SavedModel."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from service.prediction_log import read_window
+from tests.model_server import artifacts
+from training.data import REPO_ROOT
+from training.repository import ModelRepository
+from training.schema import FEATURES
+
+KERAS_SCALE = 40_000.0
+
+
+@dataclass
+class Stack:
+    url: str
+    model_server: artifacts.ServerProcess
+    gateway: subprocess.Popen
+    log_path: Path
+    sklearn: object
+
+
+def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gateway exited:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"gateway not ready:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, split) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("gw_int")
+    repo = ModelRepository(root / "models")
+    sklearn = artifacts.fit_sklearn(split.train, seed=42)
+    assert artifacts.publish_sklearn(repo, sklearn) == 1
+    assert artifacts.publish_saved_model(repo, KERAS_SCALE) == 1
+    model_server = artifacts.ServerProcess(
+        [f"--model_config_file={repo.config_path}"], root / "model_server.log"
+    )
+    gateway = None
+    try:
+        model_server.wait_ready()
+        port = artifacts.free_port()
+        log_path = root / "predictions.sqlite3"
+        gateway_log = root / "gateway.log"
+        command = [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "serve",
+            "gateway",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--upstream",
+            f"housing_sklearn={model_server.target}",
+            "--upstream",
+            f"housing_keras={model_server.target}",
+            "--prediction-log-path",
+            str(log_path),
+        ]
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "HOUSING_MODELS_DIR": str(repo.root)}
+        with gateway_log.open("w") as out:
+            gateway = subprocess.Popen(
+                command, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, env=env
+            )
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, gateway, gateway_log)
+        yield Stack(url, model_server, gateway, log_path, sklearn)
+    finally:
+        if gateway is not None and gateway.poll() is None:
+            gateway.send_signal(signal.SIGTERM)
+            try:
+                gateway.wait(30)
+            except subprocess.TimeoutExpired:
+                gateway.kill()
+                gateway.wait()
+        model_server.stop()
+
+
+def rows(split, n: int) -> list[dict]:
+    frame = split.test.head(n)
+    out = []
+    for record in frame[list(FEATURES)].to_dict("records"):
+        value = record["total_bedrooms"]
+        record["total_bedrooms"] = None if value != value else value
+        out.append(record)
+    return out
+
+
+def test_sklearn_predictions_match_the_model(stack, split):
+    instances = rows(split, 50)
+    r = httpx.post(
+        f"{stack.url}/v1/models/housing_sklearn:predict", json={"instances": instances}, timeout=30
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == {"name": "housing_sklearn", "version": 1}
+    expected = stack.sklearn.predict(split.test.head(50)[list(FEATURES)])
+    got = np.array([p["median_house_value"] for p in body["predictions"]])
+    # float32 on the wire: relative agreement, not bit equality
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=50)
+
+
+def test_keras_savedmodel_through_the_gateway(stack, split):
+    instances = rows(split, 5)
+    r = httpx.post(
+        f"{stack.url}/v1/models/housing_keras:predict", json={"instances": instances}, timeout=30
+    )
+    assert r.status_code == 200, r.text
+    expected = artifacts.saved_model_formula(split.test.head(5), KERAS_SCALE)
+    got = [p["median_house_value"] for p in r.json()["predictions"]]
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_routes_against_the_real_server(stack, split):
+    one = {"instances": rows(split, 1)}
+    with httpx.Client(base_url=stack.url, timeout=30) as client:
+        assert client.get("/livez").status_code == 200
+        ready = client.get("/readyz").json()
+        assert ready == {
+            "ready": True,
+            "models": {"housing_keras": "AVAILABLE", "housing_sklearn": "AVAILABLE"},
+        }
+        models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+        assert models["housing_sklearn"]["versions"] == [
+            {"version": 1, "state": "AVAILABLE", "error": None}
+        ]
+        assert client.get("/v1/models/housing_keras").json()["versions"][0]["state"] == "AVAILABLE"
+        assert client.post("/v1/predict", json=one).json()["model"]["name"] == "housing_sklearn"
+        assert (
+            client.post("/v1/models/housing_sklearn/versions/1:predict", json=one).status_code
+            == 200
+        )
+        missing = client.post("/v1/models/housing_sklearn/versions/7:predict", json=one)
+        assert missing.status_code == 404, missing.text
+        label = client.post("/v1/models/housing_sklearn/labels/nope:predict", json=one)
+        assert label.status_code in (400, 404), label.text
+        assert client.post("/v1/models/nope:predict", json=one).status_code == 404
+        r = client.post("/v1/predict", json=one, headers={"x-request-id": "int-1"})
+        assert r.headers["x-request-id"] == "int-1"
+        metrics = client.get("/metrics").text
+        assert "housing_gateway_requests_total" in metrics
+
+
+def test_hostile_requests_leave_the_gateway_up(stack):
+    hostile = [
+        b'{"instances": [{"longitude": NaN}]}',
+        b"[" * 50_000,
+        b'{"instances": "x"}',
+        b"\xff\xfe\x00",
+        b'{"instances": [' + b'{"a": 1},' * 5000 + b"{}]}",
+    ]
+    with httpx.Client(base_url=stack.url, timeout=30) as client:
+        for body in hostile:
+            r = client.post(
+                "/v1/predict", content=body, headers={"content-type": "application/json"}
+            )
+            assert 400 <= r.status_code < 500, (body[:40], r.status_code, r.text[:200])
+        big = client.post(
+            "/v1/predict", content=b" " * 2_000_000, headers={"content-type": "application/json"}
+        )
+        assert big.status_code == 413
+        assert client.get("/livez").status_code == 200
+
+
+def test_acknowledged_predictions_are_in_the_log(stack, split):
+    r = httpx.post(
+        f"{stack.url}/v1/predict",
+        json={"instances": rows(split, 3)},
+        headers={"x-request-id": "logged-1"},
+        timeout=30,
+    )
+    assert r.status_code == 200
+    frame = read_window(stack.log_path)
+    mine = frame[frame["request_id"] == "logged-1"]
+    assert len(mine) == 3
+    assert mine["prediction"].tolist() == [p["median_house_value"] for p in r.json()["predictions"]]
+
+
+def test_model_server_down_is_503_then_gateway_still_answers(stack, split):
+    """Last on purpose: stops the model server."""
+    stack.model_server.stop()
+    with httpx.Client(base_url=stack.url, timeout=30) as client:
+        r = client.post("/v1/predict", json={"instances": rows(split, 1)})
+        assert r.status_code == 503, r.text
+        assert r.headers["retry-after"]
+        time.sleep(1.1)  # past the readiness cache
+        assert client.get("/readyz").status_code == 503
+        assert client.get("/livez").status_code == 200
