@@ -14,8 +14,12 @@ import sys
 # (group name or None for a top-level command, help text, modules that register into it)
 COMMANDS: list[tuple[str | None, str, list[str]]] = [
     ("data", "fetch, verify and validate the dataset", ["pipelines.data_cmd"]),
-    ("train", "train, evaluate and export a model version", []),
-    (None, "", []),
+    (
+        "train",
+        "train, evaluate and export a model version",
+        ["pipelines.train_keras", "pipelines.train_sklearn"],
+    ),
+    (None, "", ["pipelines.batch_score", "pipelines.evaluate_cmd"]),
     (
         "serve",
         "run the model server or the gateway",

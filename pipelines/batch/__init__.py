@@ -1,0 +1,1 @@
+"""Batch scoring over gRPC: streaming readers, row validation, the async client, resumable runs."""
