@@ -1,0 +1,246 @@
+"""``housing train keras``: train a chapter 10 network, export it for TF Serving, publish it.
+
+Validation rows are carved from the training split (never the test set); the test split
+is used once, to evaluate the exported SavedModel as reloaded from disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pipelines.common import DEFAULT_RUNS_DIR, CommandError, run_dir, write_results
+
+ARCHITECTURES = ("mlp", "wide_deep")
+STRATEGIES = ("auto", "mirrored", "default")
+DEFAULT_ARCH = "mlp"
+DEFAULT_EPOCHS = 60
+DEFAULT_BATCH_SIZE = 64
+VALIDATION_FRACTION = 0.1
+MIN_SAMPLE = 200  # enough rows for the k-means centres, the neighbour folds and validation
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "keras",
+        help="train a Keras network and export the next housing_keras SavedModel",
+        description=(
+            "Train the book's MLP or a Wide & Deep network on the training split (all "
+            "preprocessing inside the graph), evaluate the exported SavedModel on the test "
+            "split and publish it as the next housing_keras version."
+        ),
+    )
+    parser.add_argument(
+        "--arch",
+        choices=ARCHITECTURES,
+        default=DEFAULT_ARCH,
+        help=f"network architecture (default: {DEFAULT_ARCH})",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=DEFAULT_EPOCHS,
+        help=f"maximum epochs; early stopping usually ends sooner (default: {DEFAULT_EPOCHS})",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"minibatch size (default: {DEFAULT_BATCH_SIZE})",
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="auto",
+        help="distribution: auto = MirroredStrategy only when more than one GPU is visible, "
+        "mirrored = always MirroredStrategy, default = TensorFlow's default (default: auto)",
+    )
+    parser.add_argument(
+        "--trials",
+        type=positive_int,
+        default=None,
+        help="run a random hyperparameter search with this many trials first, "
+        "then train and export the best configuration",
+    )
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        default=None,
+        help="model repository (default: $HOUSING_MODELS_DIR or ./models)",
+    )
+    parser.add_argument(
+        "--sample",
+        type=positive_int,
+        default=None,
+        help="train on this many rows of the training split (quick runs); "
+        "the evaluation always uses the full test split",
+    )
+    parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    parser.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=DEFAULT_RUNS_DIR,
+        help="where the results JSON, checkpoints and TensorBoard logs go (default: ./runs)",
+    )
+    parser.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    result = train_keras(
+        models_dir=args.models_dir,
+        arch=args.arch,
+        epochs=args.epochs,
+        sample=args.sample,
+        seed=args.seed,
+        runs_dir=args.runs_dir,
+        strategy=args.strategy,
+        batch_size=args.batch_size,
+        trials=args.trials,
+        verbose="auto" if sys.stdout.isatty() else 2,
+    )
+    metrics = result["metrics"]
+    low, high = metrics["test_rmse_ci95_t"]
+    print(
+        f"published {result['model']} version {result['version']} at {result['path']}\n"
+        f"test RMSE {metrics['test_rmse']:,.0f} USD (95% CI {low:,.0f}-{high:,.0f}), "
+        f"validation RMSE {metrics['val_rmse']:,.0f}; results {result['results']}"
+    )
+    return 0
+
+
+def train_keras(
+    models_dir: Path | None,
+    arch: str = DEFAULT_ARCH,
+    epochs: int = DEFAULT_EPOCHS,
+    sample: int | None = None,
+    seed: int = 42,
+    runs_dir: Path | None = None,
+    strategy: str = "auto",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    trials: int | None = None,
+    verbose: int | str = 0,
+) -> dict[str, Any]:
+    """Train, export, evaluate the exported SavedModel, publish; return the results dict.
+
+    Keys: model, version, path, metrics (the manifest's block), results (JSON path),
+    search (when ``trials`` is given).
+    """
+    result, _ = run_training(
+        models_dir, arch, epochs, sample, seed, runs_dir, strategy, batch_size, trials, verbose
+    )
+    return result
+
+
+def run_training(
+    models_dir: Path | None,
+    arch: str = DEFAULT_ARCH,
+    epochs: int = DEFAULT_EPOCHS,
+    sample: int | None = None,
+    seed: int = 42,
+    runs_dir: Path | None = None,
+    strategy: str = "auto",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    trials: int | None = None,
+    verbose: int | str = 0,
+) -> tuple[dict[str, Any], Any]:
+    """``train_keras``, also returning the in-memory serving model that was exported."""
+    if arch not in ARCHITECTURES:
+        raise CommandError(f"unknown --arch {arch!r}; expected one of {', '.join(ARCHITECTURES)}")
+    if strategy not in STRATEGIES:
+        raise CommandError(f"unknown --strategy {strategy!r}; expected {', '.join(STRATEGIES)}")
+    if sample is not None and sample < MIN_SAMPLE:
+        raise CommandError(f"--sample must be at least {MIN_SAMPLE} rows, got {sample}")
+    from training.data import load_split
+    from training.keras_export import publish_keras
+    from training.keras_models import ModelConfig, train_network
+    from training.keras_search import random_search
+    from training.repository import DEFAULT_MODELS_DIR
+
+    started = time.perf_counter()
+    out_dir = run_dir("train-keras", runs_dir) if runs_dir else run_dir("train-keras")
+    split = load_split()
+    train = split.train
+    if sample is not None:
+        train = train.sample(n=min(sample, len(train)), random_state=seed)
+    val = train.sample(frac=VALIDATION_FRACTION, random_state=seed)
+    fit = train.drop(index=val.index)
+
+    config = ModelConfig(arch=arch)
+    search: dict[str, Any] | None = None
+    if trials:
+        search = random_search(
+            fit,
+            val,
+            trials=trials,
+            arch=arch,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            strategy=strategy,
+            out_dir=out_dir / "search",
+        )
+        config = search["best_config"]
+    trained = train_network(
+        fit,
+        val,
+        config,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        log_dir=out_dir,
+        strategy=strategy,
+        verbose=verbose,
+    )
+    epochs_run = len(trained.history["loss"])
+    manifest_extra = {
+        "hyperparameters": {
+            **config.as_dict(),
+            "epochs": epochs,
+            "epochs_run": epochs_run,
+            "batch_size": batch_size,
+            "seed": seed,
+            "strategy": strategy,
+            "train_rows": int(len(fit)),
+            "validation_rows": int(len(val)),
+            "target_transform": vars(trained.target),
+        },
+        "metrics": {"val_rmse": trained.val_rmse},
+        "preprocessing": {
+            "medians": trained.stats.medians,
+            "neighbour_table_rows": int(len(trained.stats.log_price)),
+            "kmeans_centres": len(trained.stats.centers),
+        },
+    }
+    serving = trained.serving()
+    version, path, manifest = publish_keras(
+        models_dir or DEFAULT_MODELS_DIR, serving, split, manifest_extra
+    )
+    result: dict[str, Any] = {
+        "model": manifest["model"],
+        "version": version,
+        "path": str(path),
+        "metrics": manifest["metrics"],
+        "hyperparameters": manifest["hyperparameters"],
+        "artifact": manifest["artifact"],
+        "history": {k: [float(v) for v in vals] for k, vals in trained.history.items()},
+        "seconds": round(time.perf_counter() - started, 1),
+        "run_dir": str(out_dir),
+    }
+    if search is not None:
+        result["search"] = {k: v for k, v in search.items() if k != "best_config"}
+        result["search"]["best_config"] = config.as_dict()
+    result["results"] = str(write_results(out_dir / "results.json", result))
+    return result, serving
