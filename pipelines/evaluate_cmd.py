@@ -1,0 +1,185 @@
+"""``housing evaluate``: score a published model version on the book's test split.
+
+Reports the RMSE with its t and bootstrap 95% CIs, the error by income category (the
+stratification variable: is the model worse for rich districts?), and feature importances:
+the regressor's own when it has them, and permutation importances of the 9 raw features
+for any scikit-learn model.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.common import CommandError, run_dir, write_results
+
+RUN_NAME = "evaluate"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from training.repository import DEFAULT_MODELS_DIR
+    from training.schema import SKLEARN_MODEL
+
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score a model version on the book's test split (RMSE with CIs, by income)",
+        description=(
+            "Load a published model version (its SHA-256 checked first), score the book's "
+            "test split and write a results JSON."
+        ),
+    )
+    parser.add_argument(
+        "--model", default=SKLEARN_MODEL, help=f"model name (default: {SKLEARN_MODEL})"
+    )
+    parser.add_argument(
+        "--version", type=int, default=None, help="version number (default: the latest)"
+    )
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        default=DEFAULT_MODELS_DIR,
+        help="model repository root (default: models/, or $HOUSING_MODELS_DIR)",
+    )
+    parser.add_argument(
+        "--permutation-repeats",
+        type=int,
+        default=5,
+        help="repeats for the permutation importances (0 skips them; default: 5)",
+    )
+    parser.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=None,
+        help="where the results JSON goes (default: runs/evaluate/<timestamp>/)",
+    )
+    parser.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    if args.permutation_repeats < 0:
+        raise CommandError("--permutation-repeats must be 0 or more")
+    results = evaluate(
+        args.models_dir, args.model, args.version, args.permutation_repeats, args.runs_dir
+    )
+    metrics = results["metrics"]
+    low, high = metrics["test_rmse_ci95_t"]
+    boot_low, boot_high = metrics["test_rmse_ci95_bootstrap"]
+    print(f"{results['model']} version {results['version']} on {metrics['test_rows']} test rows")
+    print(
+        f"test RMSE {metrics['test_rmse']:,.0f} USD  95% CI t [{low:,.0f}, {high:,.0f}]  "
+        f"bootstrap [{boot_low:,.0f}, {boot_high:,.0f}]  MAE {metrics['test_mae']:,.0f}"
+    )
+    for row in results["by_income_category"]:
+        print(
+            f"  income category {row['income_cat']}: {row['rows']:>5} rows, "
+            f"RMSE {row['rmse']:,.0f}, MAE {row['mae']:,.0f}"
+        )
+    print(f"results: {results['results_path']}")
+    return 0
+
+
+def error_by_income_category(income, y_true, y_pred) -> list[dict[str, Any]]:
+    """RMSE and MAE per income category (the book's strata 1-5)."""
+    import pandas as pd
+
+    from training.data import income_category
+
+    frame = pd.DataFrame(
+        {
+            "cat": income_category(pd.Series(np.asarray(income, dtype=float))),
+            "error": np.asarray(y_pred, dtype=float) - np.asarray(y_true, dtype=float),
+        }
+    )
+    rows = []
+    for cat, group in frame.groupby("cat", observed=True):
+        errors = group["error"].to_numpy()
+        rows.append(
+            {
+                "income_cat": int(cat),
+                "rows": int(len(errors)),
+                "rmse": float(np.sqrt(np.mean(errors**2))),
+                "mae": float(np.mean(np.abs(errors))),
+                "bias": float(np.mean(errors)),
+            }
+        )
+    return rows
+
+
+def model_importances(model: Any) -> dict[str, float] | None:
+    """The regressor's own importances (forests, trees), named after the preprocessing."""
+    regressor = model[-1]
+    values = getattr(regressor, "feature_importances_", None)
+    if values is None:
+        return None
+    names = model[:-1].get_feature_names_out()
+    ranked = sorted(zip(names, values, strict=True), key=lambda pair: -pair[1])
+    return {str(name): float(value) for name, value in ranked}
+
+
+def permutation_importances(model: Any, X, y, repeats: int) -> dict[str, float]:  # noqa: N803
+    """Increase in test RMSE when each raw feature is shuffled (model-agnostic)."""
+    from sklearn.inspection import permutation_importance
+
+    result = permutation_importance(
+        model,
+        X,
+        y,
+        scoring="neg_root_mean_squared_error",
+        n_repeats=repeats,
+        random_state=42,
+    )
+    ranked = sorted(zip(X.columns, result.importances_mean, strict=True), key=lambda pair: -pair[1])
+    return {str(name): float(value) for name, value in ranked}
+
+
+def evaluate(
+    models_dir: Path,
+    model_name: str | None = None,
+    version: int | None = None,
+    permutation_repeats: int = 5,
+    runs_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Score one version on the book's test split and write the results JSON."""
+    from training.data import features_and_target, load_split
+    from training.evaluation import regression_report
+    from training.repository import PLATFORM_SKLEARN, ModelRepository, load_sklearn_model
+    from training.schema import FEATURES, SKLEARN_MODEL
+
+    model_name = model_name or SKLEARN_MODEL
+    repository = ModelRepository(models_dir)
+    versions = repository.versions(model_name)
+    if not versions:
+        raise CommandError(f"no versions of {model_name!r} in {repository.root}")
+    version = version if version is not None else versions[-1]
+    if version not in versions:
+        raise CommandError(f"{model_name} has no version {version}; versions: {versions}")
+    manifest = repository.manifest(model_name, version)
+    if manifest.get("platform") != PLATFORM_SKLEARN:
+        raise CommandError(
+            f"{model_name} is a {manifest.get('platform')!r} model; "
+            "housing evaluate scores scikit-learn models"
+        )
+    model = load_sklearn_model(repository.version_dir(model_name, version))
+    X_test, y_test = features_and_target(load_split().test)  # noqa: N806
+    X_test = X_test[list(FEATURES)]  # noqa: N806
+    predictions = model.predict(X_test)
+    results: dict[str, Any] = {
+        "model": model_name,
+        "version": version,
+        "metrics": regression_report(y_test, predictions),
+        "manifest_test_rmse": manifest.get("metrics", {}).get("test_rmse"),
+        "by_income_category": error_by_income_category(
+            X_test["median_income"], y_test, predictions
+        ),
+        "feature_importances": model_importances(model),
+    }
+    if permutation_repeats:
+        results["permutation_importances"] = permutation_importances(
+            model, X_test, y_test, permutation_repeats
+        )
+    folder = run_dir(RUN_NAME, runs_dir) if runs_dir else run_dir(RUN_NAME)
+    results["results_path"] = str(write_results(folder / "results.json", results))
+    return results
