@@ -68,7 +68,8 @@ def stable_history(repo: ModelRepository, model: str) -> list[int]:
         if entry["action"] == "promote" and entry.get("label") == STABLE:
             if not stack and entry.get("previous") is not None:
                 stack.append(int(entry["previous"]))
-            stack.append(int(entry["version"]))
+            if not stack or stack[-1] != int(entry["version"]):
+                stack.append(int(entry["version"]))
         elif entry["action"] == "rollback" and stack:
             stack.pop()
     return stack
@@ -105,6 +106,23 @@ def _write_policy(
     for label, version in labels.items():
         entry.version_labels[label] = version
     repo.write_config(config)
+
+
+def pin_served(repo: ModelRepository, model: str) -> set[int]:
+    """Freeze what is served as an explicit version list, so publishing a new version
+    (a candidate) does not make a ``latest`` policy start serving it."""
+    served = loaded_versions(repo, model)
+    _write_policy(repo, model, served, dict(_entry(repo, model).version_labels))
+    return served
+
+
+def production_version(repo: ModelRepository, model: str) -> int | None:
+    """The ``stable`` version, else the highest version the policy serves."""
+    labels = dict(_entry(repo, model).version_labels)
+    if STABLE in labels:
+        return int(labels[STABLE])
+    served = loaded_versions(repo, model)
+    return max(served) if served else None
 
 
 def move_label(

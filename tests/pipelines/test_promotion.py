@@ -84,3 +84,10 @@ def test_tfserving_view_carries_the_labels(repo):
     promotion.promote(repo, MODEL, 2)
     text = (repo.root / "models.config").read_text()
     assert 'key: "stable"' in text and "specific" in text
+
+
+def test_promoting_the_served_version_adds_no_rollback_step(repo):
+    promotion.promote(repo, MODEL, 3)
+    assert promotion.stable_history(repo, MODEL) == [3]
+    with pytest.raises(RepositoryError, match="no earlier stable version"):
+        promotion.rollback(repo, MODEL)

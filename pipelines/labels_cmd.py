@@ -1,0 +1,82 @@
+"""``housing pipeline promote`` and ``housing pipeline rollback``: move version labels."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_repository_arguments(parser: argparse.ArgumentParser) -> None:
+    from training.repository import DEFAULT_MODELS_DIR
+
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        default=DEFAULT_MODELS_DIR,
+        help="model repository holding models.config (default: models/ or HOUSING_MODELS_DIR)",
+    )
+    parser.add_argument(
+        "--server",
+        metavar="HOST:PORT",
+        default=None,
+        help="a running model server or TF Serving (gRPC) to wait on until the target version "
+        "is AVAILABLE before the label moves; without it the config is rewritten at once",
+    )
+    parser.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the version to load on --server (default: 120)",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    promote = subparsers.add_parser(
+        "promote",
+        help="point a label (stable, canary, ...) at a model version",
+        description="Move a version label in models.config the way TF Serving requires: load "
+        "the version first, then move the label. Running servers pick it up by polling.",
+    )
+    promote.add_argument("--model", required=True, help="model name, e.g. housing_sklearn")
+    promote.add_argument("--version", type=int, required=True, help="version to label")
+    promote.add_argument("--label", default="stable", help="label to move (default: stable)")
+    promote.add_argument("--reason", default="", help="why, recorded in the audit trail")
+    add_repository_arguments(promote)
+    promote.set_defaults(func=run_promote)
+
+    rollback = subparsers.add_parser(
+        "rollback",
+        help="point stable back at the version it had before the last promotion",
+        description="Undo the last promotion to stable (the audit trail keeps the history).",
+    )
+    rollback.add_argument("--model", required=True, help="model name, e.g. housing_sklearn")
+    add_repository_arguments(rollback)
+    rollback.set_defaults(func=run_rollback)
+
+
+def load_waiter(args: argparse.Namespace):
+    from pipelines.promotion import grpc_load_waiter
+
+    return grpc_load_waiter(args.server, args.wait_timeout) if args.server else None
+
+
+def run_promote(args: argparse.Namespace) -> int:
+    from pipelines.promotion import promote
+    from training.repository import ModelRepository
+
+    repo = ModelRepository(args.models_dir)
+    entry = promote(
+        repo, args.model, args.version, args.label, wait=load_waiter(args), reason=args.reason
+    )
+    print(json.dumps(entry, sort_keys=True))
+    return 0
+
+
+def run_rollback(args: argparse.Namespace) -> int:
+    from pipelines.promotion import rollback
+    from training.repository import ModelRepository
+
+    entry = rollback(ModelRepository(args.models_dir), args.model, wait=load_waiter(args))
+    print(json.dumps(entry, sort_keys=True))
+    return 0
