@@ -10,9 +10,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.common import DEFAULT_RUNS_DIR, CommandError, run_dir, write_results
+
+if TYPE_CHECKING:
+    from training.data import Split
 
 ARCHITECTURES = ("mlp", "wide_deep")
 STRATEGIES = ("auto", "mirrored", "default")
@@ -132,14 +135,26 @@ def train_keras(
     batch_size: int = DEFAULT_BATCH_SIZE,
     trials: int | None = None,
     verbose: int | str = 0,
+    split: Split | None = None,
 ) -> dict[str, Any]:
     """Train, export, evaluate the exported SavedModel, publish; return the results dict.
 
     Keys: model, version, path, metrics (the manifest's block), results (JSON path),
-    search (when ``trials`` is given).
+    search (when ``trials`` is given). ``split`` replaces the book's split (e.g. retraining
+    on new data); its ``test`` part is then the evaluation set.
     """
     result, _ = run_training(
-        models_dir, arch, epochs, sample, seed, runs_dir, strategy, batch_size, trials, verbose
+        models_dir,
+        arch,
+        epochs,
+        sample,
+        seed,
+        runs_dir,
+        strategy,
+        batch_size,
+        trials,
+        verbose,
+        split,
     )
     return result
 
@@ -155,6 +170,7 @@ def run_training(
     batch_size: int = DEFAULT_BATCH_SIZE,
     trials: int | None = None,
     verbose: int | str = 0,
+    split: Split | None = None,
 ) -> tuple[dict[str, Any], Any]:
     """``train_keras``, also returning the in-memory serving model that was exported."""
     if arch not in ARCHITECTURES:
@@ -171,7 +187,7 @@ def run_training(
 
     started = time.perf_counter()
     out_dir = run_dir("train-keras", runs_dir) if runs_dir else run_dir("train-keras")
-    split = load_split()
+    split = split or load_split()
     train = split.train
     if sample is not None:
         train = train.sample(n=min(sample, len(train)), random_state=seed)

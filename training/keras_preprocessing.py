@@ -312,13 +312,14 @@ class NeighbourPrices(keras.layers.Layer):
         lon = tf.cast(inputs["longitude"], tf.float32)
         points = tf.stack([lat, lon * tf.cos(lat * (np.pi / 180.0))], axis=-1)
         rows = tf.shape(points)[0]
-        chunks = (rows + NEIGHBOUR_CHUNK - 1) // NEIGHBOUR_CHUNK
-        padded = tf.pad(points, [[0, chunks * NEIGHBOUR_CHUNK - rows], [0, 0]])
-        blocks = tf.reshape(padded, [chunks, NEIGHBOUR_CHUNK, 2])
+        # A small request is one block of its own size; a large batch is cut into blocks.
+        block = tf.maximum(tf.minimum(rows, NEIGHBOUR_CHUNK), 1)
+        blocks = (rows + block - 1) // block
+        padded = tf.pad(points, [[0, blocks * block - rows], [0, 0]])
         features = tf.map_fn(
             self.neighbour_block,
-            blocks,
-            fn_output_signature=tf.TensorSpec([NEIGHBOUR_CHUNK, self.width], tf.float32),
+            tf.reshape(padded, [blocks, block, 2]),
+            fn_output_signature=tf.TensorSpec([None, self.width], tf.float32),
         )
         return tf.reshape(features, [-1, self.width])[:rows]
 
