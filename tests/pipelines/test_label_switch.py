@@ -1,0 +1,91 @@
+"""A running model server follows promote and rollback with zero failed requests."""
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import grpc
+import pytest
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from pipelines import promotion
+from tests.model_server import artifacts
+from tests.model_server.helpers import predict_request
+from training.repository import ModelRepository
+
+MODEL = artifacts.SKLEARN
+
+
+class StableTraffic:
+    """Sends Predict(label=stable) in a loop; records served versions and failures."""
+
+    def __init__(self, target: str, rows):
+        self.request = predict_request(rows, MODEL, label=promotion.STABLE)
+        self.channel = grpc.insecure_channel(target)
+        self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+        self.served: list[int] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                reply = self.stub.Predict(self.request, timeout=10)
+                self.served.append(reply.model_spec.version.value)
+            except grpc.RpcError as exc:
+                self.failures.append(f"{exc.code().name}: {exc.details()}")
+
+    def wait_for(self, version: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        start = len(self.served)
+        while time.monotonic() < deadline:
+            recent = self.served[start:]
+            if recent[-5:] == [version] * 5:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"never switched to {version}: {Counter(self.served[start:])}")
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(15)
+        self.channel.close()
+
+
+@pytest.fixture
+def repo(tmp_path: Path, split) -> ModelRepository:
+    repo = ModelRepository(tmp_path / "models")
+    for seed in (1, 2):
+        artifacts.publish_sklearn(repo, artifacts.fit_sklearn(split.train, seed=seed))
+    promotion.promote(repo, MODEL, 1)
+    return repo
+
+
+def test_promote_and_rollback_switch_a_running_server_without_errors(repo, split, tmp_path):
+    server = artifacts.ServerProcess(
+        [
+            f"--model_config_file={repo.config_path}",
+            "--model_config_file_poll_wait_seconds=0.3",
+            "--file_system_poll_wait_seconds=0.3",
+        ],
+        tmp_path / "server.log",
+        rest=False,
+    )
+    try:
+        server.wait_ready()
+        waiter = promotion.grpc_load_waiter(server.target, timeout=60)
+        with StableTraffic(server.target, split.test.head(3)) as traffic:
+            traffic.wait_for(1)
+            promotion.promote(repo, MODEL, 2, wait=waiter)
+            traffic.wait_for(2)
+            promotion.rollback(repo, MODEL, wait=waiter)
+            traffic.wait_for(1)
+        assert traffic.failures == []
+        assert len(traffic.served) > 20
+    finally:
+        server.stop()
