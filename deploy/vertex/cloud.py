@@ -81,7 +81,8 @@ class Cloud:
 
 def connect(settings: VertexSettings) -> Cloud:
     """Initialise the Vertex SDK and a storage client from the settings and ADC."""
-    from google.cloud import aiplatform, storage
+    from google.cloud import aiplatform
+    from google.cloud.storage import Client as StorageClient
 
     creds = credentials(settings)
     aiplatform.init(
@@ -91,4 +92,4 @@ def connect(settings: VertexSettings) -> Cloud:
         api_endpoint=settings.api_endpoint,
         staging_bucket=f"gs://{settings.bucket}" if settings.bucket else None,
     )
-    return Cloud(settings, creds, storage.Client(project=settings.project, credentials=creds))
+    return Cloud(settings, creds, StorageClient(project=settings.project, credentials=creds))

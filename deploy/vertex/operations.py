@@ -340,6 +340,8 @@ def run_batch_predict(cloud: Cloud, plan: Plan) -> dict[str, Any]:
     state = job.state.name
     if state != "JOB_STATE_SUCCEEDED":
         raise CommandError(f"batch prediction job {job.resource_name} ended in {state}")
+    if job.output_info is None:
+        raise CommandError(f"batch prediction job {job.resource_name} reported no output")
     output_dir = job.output_info.gcs_output_directory
     results: dict[str, float] = {}
     errors = 0
@@ -493,7 +495,9 @@ def plan_tune(
         labels={"service": "housing"},
     )
     plan.add(
-        "HyperparameterTuningJob.run" if wait else "HyperparameterTuningJob.submit",
+        "HyperparameterTuningJob.run"
+        if wait
+        else "JobServiceClient.create_hyperparameter_tuning_job",
         **run_kwargs(settings, wait),
     )
     return plan
@@ -510,7 +514,18 @@ def run_tune(cloud: Cloud, plan: Plan) -> dict[str, Any]:
         if plan.has("HyperparameterTuningJob.run"):
             job.run(**plan.step("HyperparameterTuningJob.run"))
         else:
-            job.submit(**plan.step("HyperparameterTuningJob.submit"))
+            # The SDK's tuning job has no submit(); its run(sync=False) would keep this process
+            # alive polling until the job ends. Create it with the job's own GAPIC client.
+            submit = plan.step("JobServiceClient.create_hyperparameter_tuning_job")
+            resource = job._gca_resource
+            if "service_account" in submit:
+                resource.trial_job_spec.service_account = submit["service_account"]
+            job._gca_resource = job.api_client.create_hyperparameter_tuning_job(
+                parent=aiplatform.initializer.global_config.common_location_path(),
+                hyperparameter_tuning_job=resource,
+            )
+            created = job._gca_resource
+            return {"job": created.name, "state": created.state.name}
     result: dict[str, Any] = {"job": job.resource_name, "state": job.state.name}
     trials = [t for t in job.trials if t.final_measurement.metrics]
     if trials:

@@ -60,11 +60,11 @@ def validation_rmse(manifest: dict[str, Any]) -> float:
 def export(version_dir: Path, destination: str) -> list[str]:
     """Copy the version folder to ``destination`` (``gs://`` via ADC, or a local folder)."""
     if destination.startswith("gs://"):
-        from google.cloud import storage
+        from google.cloud.storage import Client as StorageClient
 
         from deploy.vertex.gcs import upload_folder
 
-        return upload_folder(storage.Client(), version_dir, destination.rstrip("/"))
+        return upload_folder(StorageClient(), version_dir, destination.rstrip("/"))
     shutil.copytree(version_dir, destination, dirs_exist_ok=True)
     return [str(p) for p in Path(destination).rglob("*") if p.is_file()]
 

@@ -60,9 +60,9 @@ def chunk_frames(
     rows = np.arange(first_row, first_row + len(chunk), dtype=np.int64)
     values = np.full(len(chunk), np.nan)
     values[checked.valid] = predictions
-    scored = {"row": rows}
+    scored: dict[str, Any] = {"row": rows}
     ids = chunk[job.id_column].reset_index(drop=True) if job.id_column else None
-    if ids is not None:
+    if job.id_column and ids is not None:
         scored[job.id_column] = ids
     scored[PREDICTION] = values
     bad = sorted(checked.reasons)

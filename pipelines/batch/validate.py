@@ -82,7 +82,7 @@ def validate(chunk: pd.DataFrame) -> Checked:
 
     def reject(mask: np.ndarray, raw: pd.Series, name: str, what: str) -> None:
         for i in np.flatnonzero(mask):
-            value = raw.iat[i]
+            value = raw.iat[int(i)]
             detail = f" ({shown(value)})" if what != "missing required value" else ""
             if what == "unknown category":
                 detail += f", expected one of {', '.join(OCEAN_PROXIMITY_CATEGORIES)}"
@@ -91,7 +91,7 @@ def validate(chunk: pd.DataFrame) -> Checked:
     if PARSE_ERROR in chunk.columns:
         parse = column(chunk, PARSE_ERROR)
         for i in np.flatnonzero(parse.notna().to_numpy()):
-            reasons.setdefault(int(i), []).append(str(parse.iat[i]))
+            reasons.setdefault(int(i), []).append(str(parse.iat[int(i)]))
 
     numeric: dict[str, np.ndarray] = {}
     for name in NUMERIC_FEATURES:

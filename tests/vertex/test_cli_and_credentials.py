@@ -53,7 +53,7 @@ DRY_RUNS = {
         [
             "aiplatform.CustomJob",
             "aiplatform.HyperparameterTuningJob",
-            "HyperparameterTuningJob.submit",
+            "JobServiceClient.create_hyperparameter_tuning_job",
         ],
     ),
     "undeploy": (["--endpoint", "7"], ["aiplatform.Endpoint", "Endpoint.undeploy_all"]),

@@ -62,6 +62,24 @@ def test_tune_builds_the_books_search_space(vertex: Any, capsys: Any) -> None:
     assert result["best_trial"]["id"] == "2" and result["best_trial"]["val_rmse"] == 48500.5
 
 
+def test_tune_without_wait_creates_the_job_and_returns(vertex: Any, capsys: Any) -> None:
+    code, result, err = run_cli(
+        capsys,
+        "tune",
+        "--max-trials",
+        "2",
+        "--service-account",
+        "trainer@test-project.iam.gserviceaccount.com",
+    )
+    assert code == 0, err
+    (request,) = vertex.requests("CreateHyperparameterTuningJob")
+    job = request.hyperparameter_tuning_job
+    assert job.trial_job_spec.service_account == "trainer@test-project.iam.gserviceaccount.com"
+    assert job.parallel_trial_count == 2  # never more parallel trials than trials
+    assert vertex.requests("GetHyperparameterTuningJob") == []
+    assert result["state"] == "JOB_STATE_PENDING"
+
+
 def test_train_without_trainer_image_is_a_one_line_error(
     vertex: Any, capsys: Any, monkeypatch: Any
 ) -> None:

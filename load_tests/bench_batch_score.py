@@ -1,0 +1,217 @@
+"""Benchmark: ``housing batch-score`` over gRPC vs in-process prediction, same model, same rows.
+
+Starts the project's model server on free loopback ports over a models folder (by default a
+temporary one holding the book's preprocessing + LinearRegression fitted on 2,000 rows; or
+``--models-dir`` with an existing ``housing_sklearn``), scores N rows (default 200,000,
+sampled from the dataset) with the real CLI, and prints rows/s for both paths and their ratio
+(target: at least 0.5). Every step has a timeout, so the run time is bounded.
+
+    .venv/bin/python load_tests/bench_batch_score.py [--rows 200000] [--batch-size 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from training.schema import FEATURES, SKLEARN_MODEL  # noqa: E402
+
+TARGET_RATIO = 0.5
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def small_model_repo(folder: Path) -> Path:
+    """A models folder with the book's preprocessing + LinearRegression (2,000-row sample)."""
+    import joblib
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+
+    from training.data import features_and_target, load_split, sha256_file
+    from training.features import preprocessing
+    from training.repository import ModelRepository
+
+    features, target = features_and_target(load_split().train.sample(2000, random_state=42))
+    model = make_pipeline(preprocessing(), LinearRegression()).fit(features, target)
+
+    def write(version_dir: Path) -> dict:
+        path = version_dir / "model.joblib"
+        joblib.dump(model, path)
+        return {
+            "framework": "scikit-learn",
+            "artifact": {
+                "path": "model.joblib",
+                "sha256": sha256_file(path),
+                "size_bytes": path.stat().st_size,
+            },
+        }
+
+    ModelRepository(folder).publish(SKLEARN_MODEL, "sklearn", write)
+    return folder
+
+
+def wait_ready(target: str, process: subprocess.Popen, timeout: float) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise SystemExit("model server exited during start-up")
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+                    return
+            except grpc.RpcError:
+                time.sleep(0.2)
+    raise SystemExit(f"model server not ready in {timeout}s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=200_000, help="rows to score (200,000)")
+    parser.add_argument("--batch-size", type=int, default=20_000, help="rows per request")
+    parser.add_argument("--concurrency", type=int, default=2, help="requests in flight")
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        help="use this models folder's "
+        "housing_sklearn (latest) instead of the small benchmark model",
+    )
+    parser.add_argument("--timeout", type=float, default=300, help="seconds per step (300)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs of each path; the best counts, since this machine is shared (default 3)",
+    )
+    args = parser.parse_args()
+
+    import pandas as pd
+
+    from training.data import load_housing
+    from training.repository import ModelRepository, load_sklearn_model
+
+    with tempfile.TemporaryDirectory(prefix="bench-batch-") as scratch:
+        work = Path(scratch)
+        models = args.models_dir or small_model_repo(work / "models")
+        repo = ModelRepository(models)
+        version = repo.latest_version(SKLEARN_MODEL)
+        if version is None:
+            raise SystemExit(f"no {SKLEARN_MODEL} in {models}")
+        model = load_sklearn_model(repo.version_dir(SKLEARN_MODEL, version))
+
+        rows = load_housing()[list(FEATURES)].sample(args.rows, replace=True, random_state=0)
+        rows = rows.reset_index(drop=True)
+        source = work / "rows.parquet"
+        rows.to_parquet(source, index=False)
+
+        in_process = []
+        for _ in range(args.repeats):
+            started = time.perf_counter()
+            model.predict(rows)
+            in_process.append(time.perf_counter() - started)
+
+        port = free_port()
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "service.model_server",
+                "--host",
+                "127.0.0.1",
+                f"--port={port}",
+                "--rest_api_port=0",
+                f"--model_config_file={models / 'models.config'}",
+            ],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        try:
+            wait_ready(f"127.0.0.1:{port}", server, args.timeout)
+            output = work / "scored.parquet"
+            runs, walls = [], []
+            for _ in range(args.repeats):
+                output.unlink(missing_ok=True)
+                started = time.perf_counter()
+                done = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "pipelines.cli",
+                        "batch-score",
+                        "--no-progress",
+                        "--input",
+                        str(source),
+                        "--output",
+                        str(output),
+                        "--model",
+                        SKLEARN_MODEL,
+                        "--version",
+                        str(version),
+                        "--target",
+                        f"127.0.0.1:{port}",
+                        "--batch-size",
+                        str(args.batch_size),
+                        "--concurrency",
+                        str(args.concurrency),
+                    ],
+                    cwd=REPO,
+                    capture_output=True,
+                    text=True,
+                    timeout=args.timeout,
+                    env=env,
+                )
+                walls.append(time.perf_counter() - started)
+                if done.returncode != 0:
+                    raise SystemExit(f"batch-score failed: {done.stderr.strip()[-300:]}")
+                runs.append(json.loads(done.stdout)["seconds"])
+                scored = pd.read_parquet(output)
+                assert len(scored) == args.rows and scored["row"].is_monotonic_increasing
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    in_process_rps = args.rows / min(in_process)
+    batch_rps = args.rows / min(runs)
+    figures = {
+        "rows": args.rows,
+        "model": f"{SKLEARN_MODEL} v{version} ({models})",
+        "batch_size": args.batch_size,
+        "concurrency": args.concurrency,
+        "repeats": args.repeats,
+        "in_process_seconds": [round(x, 3) for x in in_process],
+        "in_process_rows_per_second": round(in_process_rps),
+        "batch_score_seconds": runs,
+        "batch_score_rows_per_second": round(batch_rps),
+        "batch_score_wall_seconds_incl_startup": [round(x, 1) for x in walls],
+        "load_average_1m": round(os.getloadavg()[0], 1),
+        "ratio_best_of_runs": round(batch_rps / in_process_rps, 3),
+        "target_ratio": TARGET_RATIO,
+        "cpus": os.cpu_count(),
+    }
+    print(json.dumps(figures, indent=2))
+    return 0 if figures["ratio_best_of_runs"] >= TARGET_RATIO else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
