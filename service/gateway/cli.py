@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for name, field in GatewaySettings.model_fields.items():
         if name in SPECIAL:
             continue
-        default = field.default if field.default_factory is None else field.default_factory()
+        default = field.get_default(call_default_factory=True)
         parser.add_argument(
             f"--{name.replace('_', '-')}",
             dest=name,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -25,7 +25,7 @@ from .settings import GatewaySettings
 MAX_VERSION = 2**63 - 1
 LABEL_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
     for code, text in {
         400: "Malformed JSON or rejected by the model server",
@@ -59,7 +59,7 @@ def settings_of(request: Request) -> GatewaySettings:
     return request.app.state.settings
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """415 for a body that does not say it is JSON, before any parsing."""
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";", 1)[0].strip().lower()
@@ -100,7 +100,7 @@ def _selection(version: int | None, label: str | None) -> Selection:
     return Selection(version=version, label=label)
 
 
-PREDICT = {
+PREDICT: dict[str, Any] = {
     "response_model": PredictResponse,
     "responses": ERRORS,
     "dependencies": [Depends(require_json)],

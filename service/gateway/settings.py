@@ -37,10 +37,10 @@ class GatewaySettings(BaseSettings):
     host: str = "0.0.0.0"
     """Interface to bind. 0.0.0.0 so the container contract (docker, Vertex AI) works as is."""
 
-    port: int = Field(8000, ge=1, le=65535)
+    port: int = Field(default=8000, ge=1, le=65535)
     """TCP port to listen on (AIP_HTTP_PORT overrides it when set)."""
 
-    workers: int = Field(1, ge=1, le=64)
+    workers: int = Field(default=1, ge=1, le=64)
     """Server processes; each opens its own gRPC channels after the fork."""
 
     upstreams: dict[str, str] = Field(
@@ -55,28 +55,28 @@ class GatewaySettings(BaseSettings):
     api_keys: list[SecretStr] = Field(default_factory=list)
     """Accepted API keys (JSON list). Empty: authentication is off."""
 
-    deadline_seconds: float = Field(5.0, gt=0, le=300)
+    deadline_seconds: float = Field(default=5.0, gt=0, le=300)
     """gRPC deadline of every upstream call (retries included)."""
 
-    retries: int = Field(2, ge=0, le=10)
+    retries: int = Field(default=2, ge=0, le=10)
     """Extra attempts after an UNAVAILABLE upstream answer (no other code is retried)."""
 
-    retry_backoff_seconds: float = Field(0.05, ge=0, le=10)
+    retry_backoff_seconds: float = Field(default=0.05, ge=0, le=10)
     """First backoff between retries; doubles on each attempt, with jitter."""
 
-    retry_after_seconds: int = Field(1, ge=0, le=3600)
+    retry_after_seconds: int = Field(default=1, ge=0, le=3600)
     """Value of the Retry-After header on 503 and 429 answers."""
 
-    max_instances: int = Field(1000, ge=1, le=1_000_000)
+    max_instances: int = Field(default=1000, ge=1, le=1_000_000)
     """Most instances in one request; more is a 413."""
 
-    max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
     """Largest request body in bytes, checked before parsing; larger is a 413."""
 
-    chunk_size: int = Field(256, ge=1)
+    chunk_size: int = Field(default=256, ge=1)
     """Instances per upstream Predict call; a larger batch is split into concurrent chunks."""
 
-    max_concurrent_chunks: int = Field(8, ge=1)
+    max_concurrent_chunks: int = Field(default=8, ge=1)
     """Chunks of one request in flight at once."""
 
     prediction_log_path: str = "logs/predictions.sqlite3"
@@ -85,34 +85,37 @@ class GatewaySettings(BaseSettings):
     models_dir: Path | None = None
     """Model repository folder (reference samples for drift). Default: the repository's."""
 
-    drift_interval_seconds: float = Field(0.0, ge=0)
+    drift_interval_seconds: float = Field(default=0.0, ge=0)
     """Seconds between background drift checks over the prediction log; 0 disables them."""
 
     cors_origins: list[str] = Field(default_factory=list)
     """Origins allowed by CORS (JSON list). Empty: no cross-origin access at all."""
 
-    canary_percent: float = Field(0.0, ge=0, le=100)
+    canary_percent: float = Field(default=0.0, ge=0, le=100)
     """Share of requests (0-100) without an explicit version or label sent to the upstream
     label "canary"; the rest go to "stable". Sticky per request id."""
 
-    ready_cache_seconds: float = Field(1.0, ge=0, le=60)
+    ready_cache_seconds: float = Field(default=1.0, ge=0, le=60)
     """How long a readiness answer from the upstreams is reused."""
 
     log_level: str = "info"
     """Logging level: debug, info, warning or error."""
 
     aip_http_port: int | None = Field(
-        None, validation_alias=AliasChoices("AIP_HTTP_PORT", "aip_http_port"), ge=1, le=65535
+        default=None,
+        validation_alias=AliasChoices("AIP_HTTP_PORT", "aip_http_port"),
+        ge=1,
+        le=65535,
     )
     """Vertex AI: port the container must listen on (overrides ``port``)."""
 
     aip_predict_route: str | None = Field(
-        None, validation_alias=AliasChoices("AIP_PREDICT_ROUTE", "aip_predict_route")
+        default=None, validation_alias=AliasChoices("AIP_PREDICT_ROUTE", "aip_predict_route")
     )
     """Vertex AI: extra POST path served like /v1/predict."""
 
     aip_health_route: str | None = Field(
-        None, validation_alias=AliasChoices("AIP_HEALTH_ROUTE", "aip_health_route")
+        default=None, validation_alias=AliasChoices("AIP_HEALTH_ROUTE", "aip_health_route")
     )
     """Vertex AI: extra GET path answered like /readyz."""
 

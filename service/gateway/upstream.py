@@ -14,7 +14,7 @@ import asyncio
 import random
 import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -68,7 +68,7 @@ class Upstream(Protocol):
     async def predict(
         self,
         model: str,
-        columns: dict[str, Sequence[Any]],
+        columns: Mapping[str, Sequence[Any]],
         size: int,
         *,
         version: int | None,
@@ -85,7 +85,7 @@ def _shape(size: int) -> tensor_shape_pb2.TensorShapeProto:
 
 def build_request(
     model: str,
-    columns: dict[str, Sequence[Any]],
+    columns: Mapping[str, Sequence[Any]],
     size: int,
     version: int | None = None,
     label: str | None = None,
@@ -125,8 +125,7 @@ def read_output(response: predict_pb2.PredictResponse, size: int, target: str) -
     tensor = response.outputs[OUTPUT_NAME]
     values: list[float]
     if tensor.tensor_content:
-        typecode = "d" if tensor.dtype == types_pb2.DT_DOUBLE else "f"
-        buffer = array(typecode)
+        buffer: array[float] = array("d") if tensor.dtype == types_pb2.DT_DOUBLE else array("f")
         buffer.frombytes(tensor.tensor_content)
         values = buffer.tolist()
     elif tensor.dtype == types_pb2.DT_DOUBLE:
@@ -186,7 +185,7 @@ class TFServingClient:
     async def predict(
         self,
         model: str,
-        columns: dict[str, Sequence[Any]],
+        columns: Mapping[str, Sequence[Any]],
         size: int,
         *,
         version: int | None,
