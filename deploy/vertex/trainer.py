@@ -91,6 +91,7 @@ def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m deploy.vertex.trainer", description=__doc__)
     parser.add_argument("--epochs", type=int, default=100, help="training epochs")
     parser.add_argument("--arch", help="model architecture")
+    parser.add_argument("--sample", type=int, help="train on this many rows (smoke runs)")
     parser.add_argument("--learning_rate", type=float, help="tuned: learning rate")
     parser.add_argument("--n_neurons", type=int, help="tuned: units per hidden layer")
     parser.add_argument("--n_hidden", type=int, help="tuned: hidden layers")
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None, train_fn: Any = None) -> int:
     args = parser().parse_args(argv)
     if train_fn is None:
         from pipelines.train_keras import train_keras as train_fn
-    options = {"epochs": args.epochs, "arch": args.arch}
+    options = {"epochs": args.epochs, "arch": args.arch, "sample": args.sample}
     options.update({name: getattr(args, name) for name in HYPERPARAMETERS})
     with tempfile.TemporaryDirectory(prefix="housing-vertex-") as scratch:
         version, folder = train(train_fn, Path(scratch), options)

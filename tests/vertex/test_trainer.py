@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +13,7 @@ import pytest
 
 from deploy.vertex import trainer
 from tests.vertex.conftest import BUCKET
+from training.data import REPO_ROOT
 from training.repository import ModelRepository
 from training.schema import KERAS_MODEL
 
@@ -74,3 +78,41 @@ def test_no_validation_metric_fails_instead_of_tuning_on_the_test_set(tmp_path: 
             ["--model-dir", str(tmp_path / "out")],
             train_fn=publishing_trainer([], {"test_rmse": 47000.0}),
         )
+
+
+@pytest.mark.slow
+def test_the_container_entry_point_runs_the_real_keras_trainer(
+    storage_client: Any, storage_emulator: str, tmp_path: Path
+) -> None:
+    """What the CustomJob's container runs, as a process: real training, metric, gs:// export."""
+    if storage_client.lookup_bucket(BUCKET) is None:
+        storage_client.create_bucket(BUCKET)
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "STORAGE_EMULATOR_HOST": storage_emulator,
+        "AIP_MODEL_DIR": f"gs://{BUCKET}/housing/jobs/real/model/",
+        "CLOUD_ML_HP_METRIC_FILE": str(tmp_path / "output.metrics"),
+        "CLOUD_ML_TRIAL_ID": "3",
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deploy.vertex.trainer",
+            "--epochs=1",
+            "--sample=500",
+            "--n_hidden=2",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    (entry,) = [json.loads(x) for x in (tmp_path / "output.metrics").read_text().splitlines()]
+    assert entry["trial"] == "3" and float(entry["val_rmse"]) > 0
+    names = {b.name for b in storage_client.list_blobs(BUCKET, prefix="housing/jobs/real/")}
+    assert "housing/jobs/real/model/saved_model.pb" in names
+    assert "housing/jobs/real/model/manifest.json" in names
