@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--column-p-value",
         type=float,
         default=None,
-        help="a column drifts when its test's p-value is below this (default: 0.001)",
+        help="a column drifts when its test's p-value is below this (default: 0.0001)",
     )
     drift.add_argument(
         "--drift-share",
