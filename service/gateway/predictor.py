@@ -136,13 +136,18 @@ class GatewayPredictor:
             )
 
     def _canary_label(self, model: str, selection: Selection, request_id: str) -> str | None:
+        """The label to ask for when the client chose neither version nor label.
+
+        ``stable`` by default, not the server's default policy: TF Serving serves the
+        highest loaded version, which may be a canary or an unpromoted candidate.
+        """
         if selection.version is not None or selection.label is not None:
-            return None
-        if self.canary_percent <= 0:
             return None
         if self._labels_missing.get(model, 0.0) > time.monotonic():
             return None
-        return CANARY if canary_bucket(request_id) < self.canary_percent else STABLE
+        if self.canary_percent > 0 and canary_bucket(request_id) < self.canary_percent:
+            return CANARY
+        return STABLE
 
     async def predict(
         self, model: str, instances: Sequence[Instance], selection: Selection, request_id: str
@@ -158,7 +163,7 @@ class GatewayPredictor:
             self._labels_missing[model] = time.monotonic() + LABELS_MISSING_TTL
             label = None
             served = await self._predict_chunks(model, instances, selection, None, request_id)
-        if label is not None:
+        if label is not None and self.canary_percent > 0:
             self.metrics.canary.labels(model, label).inc()
         else:
             label = selection.label

@@ -71,7 +71,8 @@ class FakeServer(
             models={
                 "housing_sklearn": {1: AVAILABLE, 2: AVAILABLE},
                 "housing_keras": {1: AVAILABLE},
-            }
+            },
+            labels={"housing_sklearn": {"stable": 2}, "housing_keras": {"stable": 1}},
         )
         return self.behaviour
 

@@ -26,11 +26,23 @@ async def test_predict_named_model_returns_predictions_in_order(client, behaviou
     assert call.inputs["ocean_proximity"] == ["NEAR BAY"] * 3
 
 
-async def test_default_model_route_uses_latest_version(client, behaviour):
+async def test_default_route_asks_for_the_stable_label(client, behaviour):
+    behaviour.labels["housing_sklearn"] = {"stable": 1}  # version 2 loaded, not promoted
     r = await client.post("/v1/predict", json={"instances": [INSTANCE]})
     assert r.status_code == 200
-    assert r.json()["model"] == {"name": "housing_sklearn", "version": 2}
-    assert behaviour.calls[-1].version is None and behaviour.calls[-1].label is None
+    assert r.json()["model"] == {"name": "housing_sklearn", "version": 1}
+    assert behaviour.calls[-1].version is None and behaviour.calls[-1].label == "stable"
+
+
+async def test_without_labels_the_latest_version_serves(client, behaviour):
+    behaviour.labels.clear()
+    for _ in range(2):
+        r = await client.post("/v1/predict", json={"instances": [INSTANCE]})
+        assert r.status_code == 200
+        assert r.json()["model"] == {"name": "housing_sklearn", "version": 2}
+    predicts = [c for c in behaviour.calls if c.method == "Predict"]
+    # One refused label lookup, then the fallback is remembered.
+    assert [c.label for c in predicts] == ["stable", None, None]
 
 
 @pytest.mark.parametrize(
@@ -132,6 +144,7 @@ async def test_chunks_answered_by_different_versions_are_pinned_to_one(make_clie
     def publish_version_3_before_second_call(b):
         if len([c for c in b.calls if c.method == "Predict"]) == 2:
             b.models["housing_sklearn"][3] = AVAILABLE  # later chunks see version 3
+            b.labels["housing_sklearn"]["stable"] = 3
 
     behaviour.on_predict = publish_version_3_before_second_call
     async with make_client(chunk_size=2, max_concurrent_chunks=1) as client:
