@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -29,13 +30,13 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from load_tests.peers import loadgen, profiling, servers
+from load_tests.peers import cputime, loadgen, profiling, servers
 from training.repository import DEFAULT_MODELS_DIR, version_numbers
 from training.schema import SKLEARN_MODEL
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PAYLOADS = REPO_ROOT / "load_tests" / "payloads" / "instances.json"
-METRICS = ("rps", "rows_per_s", "p50_ms", "p99_ms", "errors")
+METRICS = ("rps", "rows_per_s", "p50_ms", "p99_ms", "server_cpu_ms_per_request", "errors")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -51,6 +52,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3, help="unmeasured seconds first")
     parser.add_argument("--batch-rows", type=int, default=20, help="rows in the batch scenario")
     parser.add_argument("--workers", type=int, default=2, help="worker processes for peers")
+    parser.add_argument(
+        "--batching-file",
+        type=Path,
+        help="BatchingParameters text proto for the project's model server "
+        "(default: load_tests/peers/servers.py BATCHING)",
+    )
     parser.add_argument("--ready-timeout", type=float, default=180, help="seconds to start")
     parser.add_argument("--out", type=Path, help="folder for results.json and server logs")
     parser.add_argument(
@@ -111,14 +118,35 @@ def measure(
                 if args.profile and peer.name == "project" and rows == 1
                 else []
             )
+            groups_cpu = {proc.name: {proc.pid} for proc in started.processes}
+            cpu_before = {n: cputime.group_cpu_seconds(g) for n, g in groups_cpu.items()}
+            wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
             result = loadgen.drive(started.url, bodies, rows, args.connections, args.seconds)
+            cpu_by_process = {
+                n: cputime.group_cpu_seconds(g) - cpu_before[n] for n, g in groups_cpu.items()
+            }
+            server_cpu = sum(cpu_by_process.values())
+            wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            wrk_cpu = (wrk_after.ru_utime + wrk_after.ru_stime) - (
+                wrk_before.ru_utime + wrk_before.ru_stime
+            )
             for spy in spies:
                 spy.wait(timeout=60)
-            results[scenario] = result.as_dict()
+            served = max(result.requests - result.errors, 1)
+            results[scenario] = {
+                **result.as_dict(),
+                "server_cpu_ms_per_request": 1000 * server_cpu / served,
+                "server_cpu_ms_per_request_by_process": {
+                    n: 1000 * c / served for n, c in cpu_by_process.items()
+                },
+                "loadgen_cpu_ms_per_request": 1000 * wrk_cpu / served,
+                "loadavg_1m": os.getloadavg()[0],
+            }
             print(
                 f"[bench] {peer.name:14s} {scenario:8s} {result.rps:8.1f} req/s "
                 f"{result.rows_per_s:9.1f} rows/s  p50 {result.p50_ms:7.1f} ms  "
-                f"p99 {result.p99_ms:7.1f} ms  errors {result.errors}",
+                f"p99 {result.p99_ms:7.1f} ms  errors {result.errors}  "
+                f"cpu {results[scenario]['server_cpu_ms_per_request']:.2f} ms/req",
                 flush=True,
             )
     finally:
@@ -142,7 +170,8 @@ def with_ratios(results: dict[str, dict[str, dict[str, Any]]]) -> None:
 def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     head = (
         f"{'server':14s} {'payload':8s} {'req/s':>8s} {'rows/s':>9s} {'p50 ms':>8s} "
-        f"{'p99 ms':>8s} {'errors':>7s}   {'req/s ×':>7s} {'p99 ×':>6s}"
+        f"{'p99 ms':>8s} {'errors':>7s} {'cpu ms/req':>10s}   {'req/s ×':>7s} {'p99 ×':>6s} "
+        f"{'cpu ×':>6s}"
     )
     lines = [head, "-" * len(head)]
     for name, figures in results.items():
@@ -153,8 +182,9 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
             ratio = row.get("vs_project", {})
             lines.append(
                 f"{name:14s} {scenario:8s} {row['rps']:8.1f} {row['rows_per_s']:9.1f} "
-                f"{row['p50_ms']:8.1f} {row['p99_ms']:8.1f} {row['errors']:7d}   "
-                f"{ratio.get('rps', 0):7.2f} {ratio.get('p99_ms', 0):6.2f}"
+                f"{row['p50_ms']:8.1f} {row['p99_ms']:8.1f} {row['errors']:7d} "
+                f"{row['server_cpu_ms_per_request']:10.2f}   {ratio.get('rps', 0):7.2f} "
+                f"{ratio.get('p99_ms', 0):6.2f} {ratio.get('server_cpu_ms_per_request', 0):6.2f}"
             )
     return "\n".join(lines)
 
@@ -169,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[bench] model {version_dir}; {args.connections} connections; results in {out}")
     results: dict[str, dict[str, dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-peers-") as scratch:
-        ctx = servers.Context(version_dir, Path(scratch), args.workers)
+        batching = args.batching_file.read_text() if args.batching_file else servers.BATCHING
+        ctx = servers.Context(version_dir, Path(scratch), args.workers, batching)
         for name in args.names:
             try:
                 results[name] = measure(servers.PEERS[name], ctx, args)

@@ -50,7 +50,6 @@ PEERS: dict[str, PeerEnv] = {
     # uvloop 0.22 removed the implicit event loop MLServer 1.7's workers still ask for.
     "mlserver": PeerEnv("mlserver", ("mlserver", "mlserver-sklearn", "uvloop<0.22")),
     "mlflow": PeerEnv("mlflow", ("mlflow",)),
-    "bentoml": PeerEnv("bentoml", ("bentoml",)),
 }
 
 
