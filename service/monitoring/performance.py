@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -109,20 +109,21 @@ def performance(log: pd.DataFrame, labels: pd.DataFrame, window_seconds: float) 
     if joined.empty:
         return report
     joined = joined.assign(version=joined["version"].fillna(-1).astype(int))
-    for (model, version), group in joined.groupby(["model", "version"], sort=True):
-        row = {"model": model, "version": None if version < 0 else int(version)}
+    for key, group in joined.groupby(["model", "version"], sort=True):
+        model, version = cast(tuple[str, int], key)
+        row: dict[str, Any] = {"model": model, "version": None if version < 0 else int(version)}
         row |= _errors(group)
         row["evidently"] = evidently_errors(group)
         report["by_version"].append(row)
     start = (joined["ts"] // window_seconds) * window_seconds
-    for (model, version, begin), group in joined.assign(window=start).groupby(
-        ["model", "version", "window"], sort=True
-    ):
-        row = {
+    by_window = joined.assign(window=start).groupby(["model", "version", "window"], sort=True)
+    for key, group in by_window:
+        model, version, begin = cast(tuple[str, int, float], key)
+        window_row: dict[str, Any] = {
             "model": model,
             "version": None if version < 0 else int(version),
             "window_start": float(begin),
             "window_end": float(begin + window_seconds),
         }
-        report["by_window"].append(row | _errors(group))
+        report["by_window"].append(window_row | _errors(group))
     return report

@@ -49,7 +49,7 @@ def instances(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """JSON-ready instances: NaN (missing total_bedrooms) becomes null."""
     records = frame.to_dict(orient="records")
     return [
-        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+        {str(k): (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
         for r in records
     ]
 
