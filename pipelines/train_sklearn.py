@@ -130,6 +130,8 @@ def train_sklearn(
     ``sample`` trains on that many random training rows (fast tests); ``params`` overrides
     the builder's keyword arguments (e.g. fewer iterations); ``split`` saves reloading it.
     """
+    from threadpoolctl import threadpool_limits
+
     from training import search as searches
     from training import sklearn_models
     from training.data import features_and_target, load_split
@@ -150,18 +152,19 @@ def train_sklearn(
 
     started = time.perf_counter()
     search_results: dict[str, Any] | None = None
-    if search == "none":
-        model = sklearn_models.build(model_type, n_jobs=n_jobs, **(params or {}))
-        model.fit(X, y)
-        model_type_published = model_type
-    else:
-        searcher = (searches.grid_search if search == "grid" else searches.randomized_search)(
-            n_jobs=n_jobs
-        )
-        searcher.fit(X, y)
-        model = searcher.best_estimator_
-        search_results = searches.search_summary(searcher)
-        model_type_published = "forest"
+    # n_jobs also caps the OpenMP threads of the boosters (None: every core).
+    with threadpool_limits(limits=n_jobs if n_jobs > 0 else None, user_api="openmp"):
+        if search == "none":
+            model = sklearn_models.build(model_type, n_jobs=n_jobs, **(params or {}))
+            model.fit(X, y)
+            model_type_published = model_type
+        else:
+            build_search = searches.grid_search if search == "grid" else searches.randomized_search
+            searcher = build_search(n_jobs=n_jobs)
+            searcher.fit(X, y)
+            model = searcher.best_estimator_
+            search_results = searches.search_summary(searcher)
+            model_type_published = "forest"
     train_seconds = time.perf_counter() - started
 
     hyperparameters: dict[str, Any] = {

@@ -2,37 +2,30 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from pipelines.cli import build_parser, main
 
 
-def housing(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def help_text(capsys, *argv: str) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--help"])
+    assert exit_info.value.code == 0
+    return capsys.readouterr().out
 
 
-def test_train_sklearn_help_documents_every_flag():
-    result = housing("train", "sklearn", "--help")
-    assert result.returncode == 0
+def test_train_sklearn_help_documents_every_flag(capsys):
+    text = help_text(capsys, "train", "sklearn")
     for flag in ("--search", "--model-type", "--models-dir", "--sample", "--n-jobs", "--runs-dir"):
-        assert flag in result.stdout
+        assert flag in text
     for choice in ("none", "grid", "random", "baselines", "compare"):
-        assert choice in result.stdout
+        assert choice in text
 
 
-def test_evaluate_help_documents_every_flag():
-    result = housing("evaluate", "--help")
-    assert result.returncode == 0
+def test_evaluate_help_documents_every_flag(capsys):
+    text = help_text(capsys, "evaluate")
     for flag in ("--model", "--version", "--models-dir", "--permutation-repeats", "--runs-dir"):
-        assert flag in result.stdout
+        assert flag in text
 
 
 def test_parser_defaults():
@@ -42,10 +35,11 @@ def test_parser_defaults():
     assert args.sample is None
 
 
-def test_unknown_search_is_refused():
-    result = housing("train", "sklearn", "--search", "bogus")
-    assert result.returncode == 2
-    assert "--search" in result.stderr
+def test_unknown_search_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "sklearn", "--search", "bogus"])
+    assert exit_info.value.code == 2
+    assert "--search" in capsys.readouterr().err
 
 
 def test_too_small_sample_is_one_line_error(capsys, tmp_path):
