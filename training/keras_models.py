@@ -153,20 +153,19 @@ def build_wide_deep(stats: TrainingStats, config: ModelConfig) -> keras.Model:
     return keras.Model(inputs, outputs, name="housing_wide_deep")
 
 
+OPTIMIZERS: dict[str, Any] = {
+    "adam": keras.optimizers.Adam,
+    "nadam": keras.optimizers.Nadam,
+    "adamw": keras.optimizers.AdamW,
+    "rmsprop": keras.optimizers.RMSprop,
+    "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True),
+}
+
+
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
-    optimizers = {
-        "adam": lambda: keras.optimizers.Adam(learning_rate),
-        "nadam": lambda: keras.optimizers.Nadam(learning_rate),
-        "adamw": lambda: keras.optimizers.AdamW(learning_rate),
-        "rmsprop": lambda: keras.optimizers.RMSprop(learning_rate),
-        "sgd": lambda: keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True),
-    }
-    if name not in optimizers:
-        raise ValueError(f"unknown optimizer {name!r}; expected one of {sorted(optimizers)}")
-    return optimizers[name]()
-
-
-OPTIMIZERS = ("adam", "nadam", "adamw", "rmsprop", "sgd")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; expected one of {sorted(OPTIMIZERS)}")
+    return OPTIMIZERS[name](learning_rate)
 
 
 def build_model(stats: TrainingStats, config: ModelConfig) -> keras.Model:

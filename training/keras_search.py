@@ -62,7 +62,7 @@ def random_search(
     base = ModelConfig(arch=arch)
     stats = fit_stats(fit, base.preprocessing, seed=seed)
     results: list[dict[str, Any]] = []
-    best: tuple[float, ModelConfig] | None = None
+    configs: list[ModelConfig] = []
     for trial in tqdm(range(trials), desc="search", unit="trial"):
         config = base if trial == 0 else sample_config(rng, base)
         started = time.perf_counter()
@@ -90,16 +90,15 @@ def random_search(
                 "seconds": round(time.perf_counter() - started, 1),
             }
         )
-        if best is None or trained.val_rmse < best[0]:
-            best = (trained.val_rmse, config)
-    assert best is not None
+        configs.append(config)
+    best = min(range(trials), key=lambda index: results[index]["val_rmse"])
     summary = {
         "arch": arch,
         "trials": results,
-        "best": min(results, key=lambda row: row["val_rmse"]),
+        "best": results[best],
         "space": {k: list(v) for k, v in SPACE.items()},
     }
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "search.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return {**summary, "best_config": best[1]}
+    return {**summary, "best_config": configs[best]}

@@ -63,6 +63,15 @@ def test_too_small_sample_is_a_one_line_error(tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
+def test_cli_choices_match_the_library():
+    """The CLI lists choices without importing TensorFlow; they must stay in step."""
+    from pipelines import train_keras
+    from training import keras_models
+
+    assert train_keras.ARCHITECTURES == keras_models.ARCHITECTURES
+    assert train_keras.STRATEGIES == keras_models.STRATEGIES
+
+
 def test_auto_strategy_uses_the_default_on_one_device():
     import tensorflow as tf
 
