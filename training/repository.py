@@ -78,13 +78,20 @@ def read_manifest(version_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def publish_file(tmp: Path, path: Path) -> None:
+    """Give a temporary file ordinary permissions (servers may run as another user,
+    e.g. in docker) and rename it over ``path`` atomically."""
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
 def write_json_atomic(path: Path, payload: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as fh:
         json.dump(payload, fh, indent=2, sort_keys=True, default=str)
         fh.write("\n")
         tmp = Path(fh.name)
-    os.replace(tmp, path)
+    publish_file(tmp, path)
 
 
 def verify_artifact(version_dir: Path, artifact: str = JOBLIB_NAME) -> Path:
@@ -241,7 +248,7 @@ def write_config_file(path: Path, config: model_server_config_pb2.ModelServerCon
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as fh:
         fh.write(text_format.MessageToString(config))
         tmp = Path(fh.name)
-    os.replace(tmp, path)
+    publish_file(tmp, path)
 
 
 def tfserving_view(

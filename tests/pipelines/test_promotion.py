@@ -91,3 +91,14 @@ def test_promoting_the_served_version_adds_no_rollback_step(repo):
     assert promotion.stable_history(repo, MODEL) == [3]
     with pytest.raises(RepositoryError, match="no earlier stable version"):
         promotion.rollback(repo, MODEL)
+
+
+def test_manifest_and_configs_are_world_readable(repo):
+    import stat
+
+    for path in (
+        repo.root / "models.config",
+        repo.root / "tfserving.config",
+        repo.version_dir(MODEL, 1) / "manifest.json",
+    ):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
