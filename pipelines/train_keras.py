@@ -136,12 +136,15 @@ def train_keras(
     trials: int | None = None,
     verbose: int | str = 0,
     split: Split | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train, export, evaluate the exported SavedModel, publish; return the results dict.
 
     Keys: model, version, path, metrics (the manifest's block), results (JSON path),
     search (when ``trials`` is given). ``split`` replaces the book's split (e.g. retraining
-    on new data); its ``test`` part is then the evaluation set.
+    on new data); its ``test`` part is then the evaluation set. ``overrides`` sets fields of
+    ``ModelConfig`` (e.g. ``hidden_layers``, ``units``, ``learning_rate``, ``optimizer``: what
+    a tuning job varies).
     """
     result, _ = run_training(
         models_dir,
@@ -155,6 +158,7 @@ def train_keras(
         trials,
         verbose,
         split,
+        overrides,
     )
     return result
 
@@ -171,6 +175,7 @@ def run_training(
     trials: int | None = None,
     verbose: int | str = 0,
     split: Split | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], Any]:
     """``train_keras``, also returning the in-memory serving model that was exported."""
     if arch not in ARCHITECTURES:
@@ -194,7 +199,10 @@ def run_training(
     val = train.sample(frac=VALIDATION_FRACTION, random_state=seed)
     fit = train.drop(index=val.index)
 
-    config = ModelConfig(arch=arch)
+    unknown = sorted(set(overrides or {}) - set(ModelConfig.__dataclass_fields__))
+    if unknown:
+        raise CommandError(f"unknown model settings {unknown}")
+    config = ModelConfig(arch=arch, **(overrides or {}))
     search: dict[str, Any] | None = None
     if trials:
         search = random_search(

@@ -10,7 +10,6 @@ metric-file format, written directly), and copies the SavedModel version to ``AI
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import shutil
@@ -23,7 +22,6 @@ from typing import Any
 from training.repository import ModelRepository
 from training.schema import KERAS_MODEL
 
-HYPERPARAMETERS = ("learning_rate", "n_neurons", "n_hidden", "optimizer")
 DEFAULT_METRIC_FILE = "/tmp/hypertune/output.metrics"
 VALIDATION_KEYS = ("val_rmse", "validation_rmse", "cv_rmse")
 
@@ -69,21 +67,29 @@ def export(version_dir: Path, destination: str) -> list[str]:
     return [str(p) for p in Path(destination).rglob("*") if p.is_file()]
 
 
-def train(train_fn: Any, models_dir: Path, options: dict[str, Any]) -> tuple[int, Path]:
-    """Call the Keras trainer with the options it accepts; the version it published."""
-    accepted = inspect.signature(train_fn).parameters
-    kwargs = {k: v for k, v in options.items() if k in accepted and v is not None}
-    if "models_dir" in accepted:
-        kwargs["models_dir"] = models_dir
-    elif "repository" in accepted:
-        kwargs["repository"] = ModelRepository(models_dir)
-    ignored = sorted(k for k, v in options.items() if v is not None and k not in kwargs)
-    if ignored:
-        print(f"trainer: train_keras does not take {', '.join(ignored)}", file=sys.stderr)
-    train_fn(**kwargs)
-    version = ModelRepository(models_dir).latest_version(KERAS_MODEL)
-    if version is None:
-        raise SystemExit(f"trainer: no {KERAS_MODEL} version was published in {models_dir}")
+# The tuning job's parameter names (the book's) -> the Keras trainer's ModelConfig fields.
+TUNED_FIELDS = {
+    "learning_rate": "learning_rate",
+    "n_neurons": "units",
+    "n_hidden": "hidden_layers",
+    "optimizer": "optimizer",
+}
+
+
+def train(models_dir: Path, args: argparse.Namespace) -> tuple[int, Path]:
+    """Train with the job's settings into ``models_dir``; the version it published."""
+    from pipelines.train_keras import train_keras
+
+    overrides = {
+        field: getattr(args, name)
+        for name, field in TUNED_FIELDS.items()
+        if getattr(args, name) is not None
+    }
+    extra = {"arch": args.arch} if args.arch else {}
+    result = train_keras(
+        models_dir, epochs=args.epochs, sample=args.sample, overrides=overrides, **extra
+    )
+    version = int(result["version"])
     return version, ModelRepository(models_dir).version_dir(KERAS_MODEL, version)
 
 
@@ -109,14 +115,10 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, train_fn: Any = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if train_fn is None:
-        from pipelines.train_keras import train_keras as train_fn
-    options = {"epochs": args.epochs, "arch": args.arch, "sample": args.sample}
-    options.update({name: getattr(args, name) for name in HYPERPARAMETERS})
     with tempfile.TemporaryDirectory(prefix="housing-vertex-") as scratch:
-        version, folder = train(train_fn, Path(scratch), options)
+        version, folder = train(Path(scratch), args)
         manifest = ModelRepository(Path(scratch)).manifest(KERAS_MODEL, version)
         rmse = validation_rmse(manifest)
         metric_file = report_metric(args.metric_tag, rmse, step=args.epochs)

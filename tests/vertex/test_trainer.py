@@ -14,25 +14,6 @@ import pytest
 from deploy.vertex import trainer
 from tests.vertex.conftest import BUCKET
 from training.data import REPO_ROOT
-from training.repository import ModelRepository
-from training.schema import KERAS_MODEL
-
-
-def publishing_trainer(calls: list[dict[str, Any]], metrics: dict[str, float]) -> Any:
-    """A trainer with train_keras's calling convention that publishes a version folder."""
-
-    def train_keras(
-        models_dir: Path, epochs: int = 1, learning_rate: float = 1e-3, n_hidden: int = 1
-    ) -> None:
-        calls.append({"epochs": epochs, "learning_rate": learning_rate, "n_hidden": n_hidden})
-
-        def write(folder: Path) -> dict[str, Any]:
-            (folder / "saved_model.pb").write_bytes(b"\x08\x01")
-            return {"framework": "keras", "metrics": metrics}
-
-        ModelRepository(models_dir).publish(KERAS_MODEL, "tensorflow", write)
-
-    return train_keras
 
 
 def test_metric_file_has_hypertunes_format(tmp_path: Path, monkeypatch: Any) -> None:
@@ -48,36 +29,15 @@ def test_metric_file_has_hypertunes_format(tmp_path: Path, monkeypatch: Any) -> 
     assert lines[1]["global_step"] == "30" and isinstance(lines[1]["timestamp"], float)
 
 
-def test_trial_trains_reports_and_exports_to_gcs(
-    storage_client: Any, tmp_path: Path, monkeypatch: Any, capsys: Any
-) -> None:
-    monkeypatch.setenv("CLOUD_ML_HP_METRIC_FILE", str(tmp_path / "metrics"))
-    monkeypatch.setenv("AIP_MODEL_DIR", f"gs://{BUCKET}/housing/jobs/j1/model/")
-    if storage_client.lookup_bucket(BUCKET) is None:
-        storage_client.create_bucket(BUCKET)
-    calls: list[dict[str, Any]] = []
-    # Vertex passes tuned parameters as --name=value; unknown ones are reported, not fatal.
-    code = trainer.main(
-        ["--epochs=4", "--learning_rate=0.01", "--n_hidden=3", "--optimizer=adam"],
-        train_fn=publishing_trainer(calls, {"val_rmse": 48000.0, "test_rmse": 47000.0}),
-    )
-    assert code == 0
-    assert calls == [{"epochs": 4, "learning_rate": 0.01, "n_hidden": 3}]
-    out, err = capsys.readouterr()
-    assert "optimizer" in err
-    assert json.loads(out)["val_rmse"] == 48000.0
-    (entry,) = [json.loads(x) for x in (tmp_path / "metrics").read_text().splitlines()]
-    assert entry["val_rmse"] == "48000.0"
-    names = {b.name for b in storage_client.list_blobs(BUCKET, prefix="housing/jobs/j1/model/")}
-    assert names == {"housing/jobs/j1/model/saved_model.pb", "housing/jobs/j1/model/manifest.json"}
-
-
-def test_no_validation_metric_fails_instead_of_tuning_on_the_test_set(tmp_path: Path) -> None:
+def test_no_validation_metric_fails_instead_of_tuning_on_the_test_set() -> None:
     with pytest.raises(SystemExit, match="no validation RMSE"):
-        trainer.main(
-            ["--model-dir", str(tmp_path / "out")],
-            train_fn=publishing_trainer([], {"test_rmse": 47000.0}),
-        )
+        trainer.validation_rmse({"metrics": {"test_rmse": 47000.0}})
+
+
+def test_tuned_parameters_map_to_the_keras_settings() -> None:
+    from training.keras_models import ModelConfig
+
+    assert set(trainer.TUNED_FIELDS.values()) <= set(ModelConfig.__dataclass_fields__)
 
 
 @pytest.mark.slow
@@ -103,6 +63,9 @@ def test_the_container_entry_point_runs_the_real_keras_trainer(
             "--epochs=1",
             "--sample=500",
             "--n_hidden=2",
+            "--n_neurons=17",
+            "--learning_rate=0.002",
+            "--optimizer=sgd",
         ],
         cwd=REPO_ROOT,
         env=env,
@@ -116,3 +79,7 @@ def test_the_container_entry_point_runs_the_real_keras_trainer(
     names = {b.name for b in storage_client.list_blobs(BUCKET, prefix="housing/jobs/real/")}
     assert "housing/jobs/real/model/saved_model.pb" in names
     assert "housing/jobs/real/model/manifest.json" in names
+    blob = storage_client.bucket(BUCKET).blob("housing/jobs/real/model/manifest.json")
+    tuned = json.loads(blob.download_as_text())["hyperparameters"]
+    assert (tuned["hidden_layers"], tuned["units"]) == (2, 17)
+    assert (tuned["learning_rate"], tuned["optimizer"]) == (0.002, "sgd")
