@@ -152,7 +152,8 @@ def read_window(
 
     With ``limit``, the most recent ``limit`` records in the window (returned oldest first).
     """
-    clauses, params = [], []
+    clauses: list[str] = []
+    params: list[float | str] = []
     if since is not None:
         clauses.append("ts >= ?")
         params.append(since)
