@@ -98,7 +98,7 @@ def error_by_income_category(income, y_true, y_pred) -> list[dict[str, Any]]:
         errors = group["error"].to_numpy()
         rows.append(
             {
-                "income_cat": int(cat),
+                "income_cat": int(str(cat)),
                 "rows": int(len(errors)),
                 "rmse": float(np.sqrt(np.mean(errors**2))),
                 "mae": float(np.mean(np.abs(errors))),
