@@ -167,11 +167,14 @@ def train_sklearn(
             model_type_published = "forest"
     train_seconds = time.perf_counter() - started
 
+    preprocessor = model.named_steps["preprocessing"]
     hyperparameters: dict[str, Any] = {
         "model_type": model_type_published,
         "search": search,
         "train_rows": int(len(X)),
-        "n_clusters": int(model.named_steps["preprocessing"].named_transformers_["geo"].n_clusters),
+        "n_clusters": int(preprocessor.named_transformers_["geo"].n_clusters),
+        "feature_blocks": list(preprocessor.named_transformers_),
+        "neighbour_ks": list(getattr(preprocessor.named_transformers_.get("neighbours"), "ks", [])),
         "regressor": describe(model),
     }
     extra_metrics: dict[str, Any] = {}

@@ -79,6 +79,10 @@ def test_results_and_manifest_have_the_shared_keys(published):
     assert manifest["serving"]["predict_1_row_seconds"] > 0
     assert manifest["serving"]["predict_1000_rows_seconds"] > 0
     assert manifest["hyperparameters"]["train_rows"] == 2_000
+    assert manifest["hyperparameters"]["neighbour_ks"] == [4, 16, 64]
+    assert {"geo", "neighbours", "coordinates"} <= set(
+        manifest["hyperparameters"]["feature_blocks"]
+    )
     # A sampled, overridden run is not the CV-selected model: no CV evidence is claimed.
     assert "cv_rmse" not in manifest["metrics"]
     results = json.loads(Path(published["results_path"]).read_text())
