@@ -3,7 +3,7 @@
 Reports the RMSE with its t and bootstrap 95% CIs, the error by income category (the
 stratification variable: is the model worse for rich districts?), and feature importances:
 the regressor's own when it has them, and permutation importances of the 9 raw features
-for any scikit-learn model.
+for any model, scikit-learn or a SavedModel.
 """
 
 from __future__ import annotations
@@ -119,20 +119,21 @@ def model_importances(model: Any) -> dict[str, float] | None:
     return {str(name): float(value) for name, value in ranked}
 
 
-def permutation_importances(model: Any, X, y, repeats: int) -> dict[str, float]:  # noqa: N803
-    """Increase in test RMSE when each raw feature is shuffled (model-agnostic)."""
-    from sklearn.inspection import permutation_importance
+def permutation_importances(predict, X, y, repeats: int, seed: int = 42) -> dict[str, float]:  # noqa: N803
+    """Mean increase in test RMSE when one raw feature is shuffled (any framework)."""
+    from training.evaluation import rmse
 
-    result = permutation_importance(
-        model,
-        X,
-        y,
-        scoring="neg_root_mean_squared_error",
-        n_repeats=repeats,
-        random_state=42,
-    )
-    ranked = sorted(zip(X.columns, result.importances_mean, strict=True), key=lambda pair: -pair[1])
-    return {str(name): float(value) for name, value in ranked}
+    rng = np.random.default_rng(seed)
+    baseline = rmse(y, predict(X))
+    increases = {}
+    for column in X.columns:
+        scores = []
+        for _ in range(repeats):
+            shuffled = X.copy()
+            shuffled[column] = rng.permutation(X[column].to_numpy())
+            scores.append(rmse(y, predict(shuffled)) - baseline)
+        increases[str(column)] = float(np.mean(scores))
+    return dict(sorted(increases.items(), key=lambda pair: -pair[1]))
 
 
 def evaluate(
@@ -145,6 +146,7 @@ def evaluate(
     """Score one version on the book's test split and write the results JSON."""
     from training.data import features_and_target, load_split
     from training.evaluation import regression_report
+    from training.inference import load_predictor
     from training.repository import PLATFORM_SKLEARN, ModelRepository, load_sklearn_model
     from training.schema import FEATURES, SKLEARN_MODEL
 
@@ -156,16 +158,17 @@ def evaluate(
     version = version if version is not None else versions[-1]
     if version not in versions:
         raise CommandError(f"{model_name} has no version {version}; versions: {versions}")
+    version_dir = repository.version_dir(model_name, version)
     manifest = repository.manifest(model_name, version)
-    if manifest.get("platform") != PLATFORM_SKLEARN:
-        raise CommandError(
-            f"{model_name} is a {manifest.get('platform')!r} model; "
-            "housing evaluate scores scikit-learn models"
-        )
-    model = load_sklearn_model(repository.version_dir(model_name, version))
+    model = None
+    if manifest.get("platform") == PLATFORM_SKLEARN:
+        model = load_sklearn_model(version_dir)
+        predict = model.predict
+    else:
+        predict = load_predictor(version_dir)
     X_test, y_test = features_and_target(load_split().test)  # noqa: N806
     X_test = X_test[list(FEATURES)]  # noqa: N806
-    predictions = model.predict(X_test)
+    predictions = np.asarray(predict(X_test), dtype=float)
     results: dict[str, Any] = {
         "model": model_name,
         "version": version,
@@ -174,11 +177,11 @@ def evaluate(
         "by_income_category": error_by_income_category(
             X_test["median_income"], y_test, predictions
         ),
-        "feature_importances": model_importances(model),
+        "feature_importances": model_importances(model) if model is not None else None,
     }
     if permutation_repeats:
         results["permutation_importances"] = permutation_importances(
-            model, X_test, y_test, permutation_repeats
+            predict, X_test, y_test, permutation_repeats
         )
     folder = run_dir(RUN_NAME, runs_dir) if runs_dir else run_dir(RUN_NAME)
     results["results_path"] = str(write_results(folder / "results.json", results))
