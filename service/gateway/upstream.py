@@ -39,6 +39,9 @@ GRPC_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
+    # Reconnect quickly after an outage (gRPC's default backoff grows to 2 minutes).
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
 ]
 STATE_NAMES = {value: name for name, value in get_model_status_pb2.ModelVersionStatus.State.items()}
 

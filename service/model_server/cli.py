@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 HELP = "the project's model server (TF Serving's gRPC + REST protocol, sklearn and SavedModel)"
+DEFAULT_BATCH_THREADS = 1
 
 
 def flag_bool(text: str) -> bool:
@@ -98,13 +99,14 @@ def options_from_args(args: argparse.Namespace):
         raise CommandError("--model_config_file excludes --model_name/--model_base_path")
     if args.port == 0 or args.port == args.rest_api_port:
         raise CommandError("--port must be non-zero and differ from --rest_api_port")
-    cpus = os.cpu_count() or 2
     batching = None
     if args.enable_batching:
+        # One batch thread by default: a Python process runs one model call at a time
+        # (the GIL), so more threads only contend; TF Serving's own default differs.
         batching = (
-            read_batching_parameters(args.batching_parameters_file, cpus)
+            read_batching_parameters(args.batching_parameters_file, DEFAULT_BATCH_THREADS)
             if args.batching_parameters_file
-            else BatchingOptions(num_batch_threads=cpus)
+            else BatchingOptions(num_batch_threads=DEFAULT_BATCH_THREADS)
         )
     elif args.batching_parameters_file:
         raise CommandError("--batching_parameters_file needs --enable_batching")
@@ -132,6 +134,11 @@ def options_from_args(args: argparse.Namespace):
 def handle(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Model calls already run concurrently with request handling; native thread pools
+    # (OpenMP in HistGradientBoosting, BLAS) on top of that only oversubscribe the cores.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
     from service.model_server.server import run
 
     return run(options)

@@ -108,6 +108,10 @@ class SklearnServable(Servable):
     def __init__(self, name: str, version: int, path: Path):
         super().__init__(name, version, path)
         self.model = load_sklearn_model(path)
+        # A pipeline trained with n_jobs=-1 would start a thread pool on every call.
+        self.model.set_params(
+            **{key: None for key in self.model.get_params() if key.endswith("n_jobs")}
+        )
         self.signatures = {SIGNATURE_NAME: contract_signature()}
 
     def predict(self, signature_name: str, inputs: Columns) -> Columns:
@@ -117,11 +121,12 @@ class SklearnServable(Servable):
         for name in FEATURES:
             values = inputs[name]
             if name == CATEGORICAL_FEATURE:
-                columns[name] = np.array(
+                # object dtype explicitly: pandas 3 would infer its slower Arrow strings.
+                columns[name] = pd.Series(
                     [v.decode() if isinstance(v, bytes) else v for v in values], dtype=object
                 )
             else:
-                columns[name] = values.astype(np.float64)
+                columns[name] = pd.Series(values.astype(np.float64))
         frame = pd.DataFrame(columns, columns=list(FEATURES))
         prediction = np.asarray(self.model.predict(frame), dtype=np.float32).reshape(-1)
         return {OUTPUT_NAME: prediction}
