@@ -113,23 +113,139 @@ class SklearnServable(Servable):
             **{key: None for key in self.model.get_params() if key.endswith("n_jobs")}
         )
         self.signatures = {SIGNATURE_NAME: contract_signature()}
+        self.plan = self._checked_plan()
 
     def predict(self, signature_name: str, inputs: Columns) -> Columns:
+        columns = feature_columns(inputs)
+        if self.plan is not None:
+            raw = self.plan.predict(columns)
+        else:
+            raw = self.model.predict(feature_frame(columns))
+        return {OUTPUT_NAME: np.asarray(raw, dtype=np.float32).reshape(-1)}
+
+    def _checked_plan(self) -> PipelinePlan | None:
+        """The fast plan, only if it predicts bit-identically to the pipeline on real rows."""
+        plan = PipelinePlan.of(self.model)
+        if plan is None:
+            return None
+        rows = check_rows(self.path)
+        expected = np.asarray(self.model.predict(feature_frame(rows)))
+        if not np.array_equal(np.asarray(plan.predict(rows)), expected, equal_nan=True):
+            return None
+        return plan
+
+
+def feature_columns(inputs: Columns) -> Columns:
+    """The 9 inputs as the columns the pipeline was fitted on: float64 numbers, str category.
+
+    The category is an object array explicitly: pandas 3 would infer its slower Arrow strings.
+    """
+    columns: Columns = {}
+    for name in FEATURES:
+        values = inputs[name]
+        if name == CATEGORICAL_FEATURE:
+            array = np.empty(len(values), dtype=object)
+            array[:] = [v.decode() if isinstance(v, bytes) else v for v in values]
+            columns[name] = array
+        else:
+            columns[name] = np.asarray(values, dtype=np.float64)
+    return columns
+
+
+def block_frame(columns: Columns, names: list[str]):
+    """A DataFrame of some feature columns, keeping their dtypes.
+
+    Why explicit: pandas 3 turns object arrays of str into its slower Arrow strings.
+    """
+    import pandas as pd
+
+    if CATEGORICAL_FEATURE not in names:
+        return pd.DataFrame(np.column_stack([columns[name] for name in names]), columns=names)
+    return pd.DataFrame(
+        {name: pd.Series(columns[name], dtype=columns[name].dtype) for name in names},
+        columns=names,
+    )
+
+
+def feature_frame(columns: Columns):
+    return block_frame(columns, list(FEATURES))
+
+
+def check_rows(path: Path) -> Columns:
+    """Rows to compare the fast plan against the pipeline: the version's reference sample."""
+    reference = path / "reference.parquet"
+    if reference.is_file():
         import pandas as pd
 
-        columns: dict[str, np.ndarray] = {}
-        for name in FEATURES:
-            values = inputs[name]
-            if name == CATEGORICAL_FEATURE:
-                # object dtype explicitly: pandas 3 would infer its slower Arrow strings.
-                columns[name] = pd.Series(
-                    [v.decode() if isinstance(v, bytes) else v for v in values], dtype=object
-                )
+        frame = pd.read_parquet(reference, columns=list(FEATURES))
+        inputs = {name: frame[name].to_numpy() for name in FEATURES}
+        inputs[CATEGORICAL_FEATURE] = frame[CATEGORICAL_FEATURE].astype(object).to_numpy()
+    else:
+        inputs = {name: np.asarray([SAMPLE_ROW[name]], dtype=object) for name in FEATURES}
+    return feature_columns(inputs)
+
+
+class PipelinePlan:
+    """A fitted ``Pipeline(ColumnTransformer, ..., estimator)`` run without the
+    ColumnTransformer's per-call bookkeeping.
+
+    Why: with a handful of rows the ColumnTransformer's own work (validating the whole
+    frame, selecting each block with pandas indexing, output wrapping) cost as much as
+    its transformers. The plan calls the same fitted transformers on the same columns and
+    stacks their outputs as ``ColumnTransformer.transform`` does, so results are identical;
+    ``SklearnServable`` still checks that on the version's reference rows before using it.
+    """
+
+    def __init__(self, blocks: list[tuple[object, list[str]]], steps: list, final):
+        self.blocks = blocks
+        self.steps = steps
+        self.final = final
+
+    @classmethod
+    def of(cls, model) -> PipelinePlan | None:
+        """A plan for the pipelines it handles exactly; None for anything else."""
+        from sklearn.compose import ColumnTransformer
+        from sklearn.pipeline import Pipeline
+
+        if not isinstance(model, Pipeline) or len(model.steps) < 2:
+            return None
+        first = model.steps[0][1]
+        if (
+            not isinstance(first, ColumnTransformer)
+            or not hasattr(first, "transformers_")
+            or first.sparse_output_
+            or first.transformer_weights
+            or getattr(first, "_sklearn_output_config", {}).get("transform")
+            not in (None, "default")
+        ):
+            return None
+        blocks: list[tuple[object, list[str]]] = []
+        for _, transformer, selection in first.transformers_:
+            if transformer == "drop":
+                continue
+            names = list(selection) if isinstance(selection, list | tuple) else None
+            if names is None or not all(isinstance(n, str) and n in FEATURES for n in names):
+                return None
+            if names:
+                blocks.append((transformer, names))
+        steps = [step for _, step in model.steps[1:-1] if step not in (None, "passthrough")]
+        return cls(blocks, steps, model.steps[-1][1])
+
+    def predict(self, columns: Columns) -> np.ndarray:
+        from scipy import sparse
+
+        parts = []
+        for transformer, names in self.blocks:
+            block = block_frame(columns, names)
+            if transformer == "passthrough":
+                part = block.to_numpy()
             else:
-                columns[name] = pd.Series(values.astype(np.float64))
-        frame = pd.DataFrame(columns, columns=list(FEATURES))
-        prediction = np.asarray(self.model.predict(frame), dtype=np.float32).reshape(-1)
-        return {OUTPUT_NAME: prediction}
+                part = transformer.transform(block)
+            parts.append(part.toarray() if sparse.issparse(part) else part)
+        features = np.hstack(parts)
+        for step in self.steps:
+            features = step.transform(features)
+        return self.final.predict(features)
 
 
 class TensorflowServable(Servable):
