@@ -8,6 +8,7 @@ whole columns, so a merged batch costs one model call.
 from __future__ import annotations
 
 import struct
+import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -125,10 +126,10 @@ class SklearnServable(Servable):
 
     def _checked_plan(self) -> PipelinePlan | None:
         """The fast plan, only if it predicts bit-identically to the pipeline on real rows."""
-        plan = PipelinePlan.of(self.model)
+        rows = check_rows(self.path)
+        plan = PipelinePlan.of(self.model, rows)
         if plan is None:
             return None
-        rows = check_rows(self.path)
         expected = np.asarray(self.model.predict(feature_frame(rows)))
         if not np.array_equal(np.asarray(plan.predict(rows)), expected, equal_nan=True):
             return None
@@ -185,24 +186,31 @@ def check_rows(path: Path) -> Columns:
     return feature_columns(inputs)
 
 
+# sklearn warns on every call when a transformer fitted on a DataFrame gets an array; the
+# plan does that on purpose, only for blocks it verified give identical output.
+FEATURE_NAMES_WARNING = "X does not have valid feature names"
+
+
 class PipelinePlan:
     """A fitted ``Pipeline(ColumnTransformer, ..., estimator)`` run without the
     ColumnTransformer's per-call bookkeeping.
 
     Why: with a handful of rows the ColumnTransformer's own work (validating the whole
-    frame, selecting each block with pandas indexing, output wrapping) cost as much as
-    its transformers. The plan calls the same fitted transformers on the same columns and
-    stacks their outputs as ``ColumnTransformer.transform`` does, so results are identical;
-    ``SklearnServable`` still checks that on the version's reference rows before using it.
+    frame, selecting each block with pandas indexing, output wrapping) and the transformers'
+    DataFrame checks cost more than the transforms. The plan calls the same fitted
+    transformers on the same columns, as a plain array where that gives identical output
+    on the reference rows (else as a DataFrame), and stacks their outputs as
+    ``ColumnTransformer.transform`` does; ``SklearnServable`` then checks the whole plan
+    against the pipeline on the version's reference rows before using it.
     """
 
-    def __init__(self, blocks: list[tuple[object, list[str]]], steps: list, final):
+    def __init__(self, blocks: list[tuple[object, list[str], bool]], steps: list, final):
         self.blocks = blocks
         self.steps = steps
         self.final = final
 
     @classmethod
-    def of(cls, model) -> PipelinePlan | None:
+    def of(cls, model, rows: Columns) -> PipelinePlan | None:
         """A plan for the pipelines it handles exactly; None for anything else."""
         from sklearn.compose import ColumnTransformer
         from sklearn.pipeline import Pipeline
@@ -219,7 +227,7 @@ class PipelinePlan:
             not in (None, "default")
         ):
             return None
-        blocks: list[tuple[object, list[str]]] = []
+        blocks: list[tuple[object, list[str], bool]] = []
         for _, transformer, selection in first.transformers_:
             if transformer == "drop":
                 continue
@@ -227,25 +235,42 @@ class PipelinePlan:
             if names is None or not all(isinstance(n, str) and n in FEATURES for n in names):
                 return None
             if names:
-                blocks.append((transformer, names))
+                blocks.append((transformer, names, takes_array(transformer, names, rows)))
         steps = [step for _, step in model.steps[1:-1] if step not in (None, "passthrough")]
         return cls(blocks, steps, model.steps[-1][1])
 
     def predict(self, columns: Columns) -> np.ndarray:
-        from scipy import sparse
-
-        parts = []
-        for transformer, names in self.blocks:
-            block = block_frame(columns, names)
-            if transformer == "passthrough":
-                part = block.to_numpy()
-            else:
-                part = transformer.transform(block)
-            parts.append(part.toarray() if sparse.issparse(part) else part)
+        parts = [transform(t, names, columns, as_array) for t, names, as_array in self.blocks]
         features = np.hstack(parts)
         for step in self.steps:
             features = step.transform(features)
         return self.final.predict(features)
+
+
+def transform(transformer, names: list[str], columns: Columns, as_array: bool) -> np.ndarray:
+    from scipy import sparse
+
+    if as_array:
+        block = np.column_stack([columns[name] for name in names])
+    else:
+        block = block_frame(columns, names)
+    if transformer == "passthrough":
+        return np.asarray(block)
+    part = transformer.transform(block)
+    return part.toarray() if sparse.issparse(part) else part
+
+
+def takes_array(transformer, names: list[str], rows: Columns) -> bool:
+    """Whether the block gives identical output from a plain float array (no DataFrame)."""
+    if CATEGORICAL_FEATURE in names:
+        return False
+    warnings.filterwarnings("ignore", message=FEATURE_NAMES_WARNING, category=UserWarning)
+    try:
+        via_array = transform(transformer, names, rows, as_array=True)
+    except Exception:  # the transformer needs the DataFrame (e.g. selects columns by name)
+        return False
+    via_frame = transform(transformer, names, rows, as_array=False)
+    return bool(np.array_equal(via_array, via_frame, equal_nan=True))
 
 
 class TensorflowServable(Servable):
