@@ -261,16 +261,22 @@ def transform(transformer, names: list[str], columns: Columns, as_array: bool) -
 
 
 def takes_array(transformer, names: list[str], rows: Columns) -> bool:
-    """Whether the block gives identical output from a plain float array (no DataFrame)."""
-    if CATEGORICAL_FEATURE in names:
+    """Whether the block gives identical output from a plain array (no DataFrame).
+
+    Only for blocks of one dtype (all numbers, or the category alone): a mixed block would
+    become an object array.
+    """
+    if CATEGORICAL_FEATURE in names and len(names) > 1:
         return False
     warnings.filterwarnings("ignore", message=FEATURE_NAMES_WARNING, category=UserWarning)
     try:
         via_array = transform(transformer, names, rows, as_array=True)
-    except Exception:  # the transformer needs the DataFrame (e.g. selects columns by name)
+        via_frame = transform(transformer, names, rows, as_array=False)
+        return via_array.dtype == via_frame.dtype and bool(
+            np.array_equal(via_array, via_frame, equal_nan=True)
+        )
+    except Exception:  # e.g. the transformer selects columns by name: it needs the DataFrame
         return False
-    via_frame = transform(transformer, names, rows, as_array=False)
-    return bool(np.array_equal(via_array, via_frame, equal_nan=True))
 
 
 class TensorflowServable(Servable):
