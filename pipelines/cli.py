@@ -26,7 +26,11 @@ COMMANDS: list[tuple[str | None, str, list[str]]] = [
         ["service.model_server.cli", "service.stack", "service.gateway.cli"],
     ),
     ("monitor", "data drift and live performance", ["pipelines.monitor_cmd"]),
-    ("pipeline", "retrain, promote and roll back model versions", ["pipelines.labels_cmd", "pipelines.retrain"]),
+    (
+        "pipeline",
+        "retrain, promote and roll back model versions",
+        ["pipelines.labels_cmd", "pipelines.retrain"],
+    ),
     ("vertex", "deploy and run on Google Cloud Vertex AI", ["deploy.vertex.cli"]),
 ]
 

@@ -29,5 +29,7 @@ def test_too_many_missing_values_and_too_few_rows(split):
     frame.loc[frame.index[:1], "median_income"] = np.nan
     report = validate_training_data(frame)
     assert any(e.startswith("rows: 200 rows") for e in report.errors)
-    assert any(e.startswith("total_bedrooms: 2") and "missing, at most 5%" in e for e in report.errors)
+    assert any(
+        e.startswith("total_bedrooms: 2") and "missing, at most 5%" in e for e in report.errors
+    )
     assert any(e.startswith("median_income: 0.5% missing, none allowed") for e in report.errors)
