@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from training.schema import KERAS_MODEL, SKLEARN_MODEL
+from training.schema import EXAMPLE_INSTANCE, KERAS_MODEL, SKLEARN_MODEL
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -520,18 +520,7 @@ def tail(path: Path | None, lines: int = 20) -> str:
 
 def curl_examples(layout: Layout) -> list[str]:
     port = layout.ports["gateway"]["http"]
-    instance = {
-        "longitude": -122.23,
-        "latitude": 37.88,
-        "housing_median_age": 41.0,
-        "total_rooms": 880.0,
-        "total_bedrooms": 129.0,
-        "population": 322.0,
-        "households": 126.0,
-        "median_income": 8.3252,
-        "ocean_proximity": "NEAR BAY",
-    }
-    body = json.dumps({"instances": [instance]})
+    body = json.dumps({"instances": [EXAMPLE_INSTANCE]})
     return [
         f"curl -s -X POST http://127.0.0.1:{port}/v1/models/{name}:predict "
         f"-H 'Content-Type: application/json' -d '{body}'"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 NUMERIC_FEATURES: tuple[str, ...] = (
     "longitude",
     "latitude",
@@ -42,3 +44,16 @@ KERAS_MODEL = "housing_keras"
 # The ▶ prediction signature shared by every served model.
 SIGNATURE_NAME = "serving_default"
 OUTPUT_NAME = "median_house_value"
+
+# The first district of the book's data: the example in docs, curl snippets and tests.
+EXAMPLE_INSTANCE: dict[str, Any] = {
+    "longitude": -122.23,
+    "latitude": 37.88,
+    "housing_median_age": 41.0,
+    "total_rooms": 880.0,
+    "total_bedrooms": 129.0,
+    "population": 322.0,
+    "households": 126.0,
+    "median_income": 8.3252,
+    "ocean_proximity": "NEAR BAY",
+}

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from training.schema import EXAMPLE_INSTANCE
+
 # Bounds are physical (coordinates) or generous sanity limits far beyond any district, so
 # every accepted value is a finite float32 (the signature's dtype) and the model's ratio
 # features have non-zero denominators (rooms, households). Unusual but valid values are
@@ -24,18 +26,6 @@ Count = Annotated[float, Field(ge=0, le=MAX_COUNT, **Strict)]
 PositiveCount = Annotated[float, Field(gt=0, le=MAX_COUNT, **Strict)]
 Income = Annotated[float, Field(ge=0, le=1e6, **Strict)]
 OceanProximity = Literal["<1H OCEAN", "INLAND", "NEAR OCEAN", "NEAR BAY", "ISLAND"]
-
-EXAMPLE_INSTANCE: dict[str, Any] = {
-    "longitude": -122.23,
-    "latitude": 37.88,
-    "housing_median_age": 41.0,
-    "total_rooms": 880.0,
-    "total_bedrooms": 129.0,
-    "population": 322.0,
-    "households": 126.0,
-    "median_income": 8.3252,
-    "ocean_proximity": "NEAR BAY",
-}
 
 
 class Instance(BaseModel):

@@ -9,20 +9,11 @@ import pytest
 
 from service.gateway.app import create_app
 from service.gateway.settings import GatewaySettings
+from training.schema import EXAMPLE_INSTANCE
 
 from .fake_upstream import Behaviour, FakeUpstream
 
-INSTANCE = {
-    "longitude": -122.23,
-    "latitude": 37.88,
-    "housing_median_age": 41.0,
-    "total_rooms": 880.0,
-    "total_bedrooms": 129.0,
-    "population": 322.0,
-    "households": 126.0,
-    "median_income": 8.3252,
-    "ocean_proximity": "NEAR BAY",
-}
+INSTANCE = dict(EXAMPLE_INSTANCE)
 
 
 @pytest.fixture(scope="session")
