@@ -124,43 +124,18 @@ def handle(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_keras(
-    models_dir: Path | None,
-    arch: str = DEFAULT_ARCH,
-    epochs: int = DEFAULT_EPOCHS,
-    sample: int | None = None,
-    seed: int = 42,
-    runs_dir: Path | None = None,
-    strategy: str = "auto",
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    trials: int | None = None,
-    verbose: int | str = 0,
-    split: Split | None = None,
-    overrides: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+def train_keras(models_dir: Path | None, **options: Any) -> dict[str, Any]:
     """Train, export, evaluate the exported SavedModel, publish; return the results dict.
 
-    Keys: model, version, path, metrics (the manifest's block), results (JSON path),
-    search (when ``trials`` is given). ``split`` replaces the book's split (e.g. retraining
-    on new data); its ``test`` part is then the evaluation set. ``overrides`` sets fields of
+    ``options`` are ``run_training``'s keywords (arch, epochs, sample, seed, runs_dir,
+    strategy, batch_size, trials, verbose, split, overrides). Keys of the result: model,
+    version, path, metrics (the manifest's block), results (JSON path), search (when
+    ``trials`` is given). ``split`` replaces the book's split (e.g. retraining on new data);
+    its ``test`` part is then the evaluation set. ``overrides`` sets fields of
     ``ModelConfig`` (e.g. ``hidden_layers``, ``units``, ``learning_rate``, ``optimizer``: what
     a tuning job varies).
     """
-    result, _ = run_training(
-        models_dir,
-        arch,
-        epochs,
-        sample,
-        seed,
-        runs_dir,
-        strategy,
-        batch_size,
-        trials,
-        verbose,
-        split,
-        overrides,
-    )
-    return result
+    return run_training(models_dir, **options)[0]
 
 
 def run_training(
