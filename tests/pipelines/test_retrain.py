@@ -92,3 +92,19 @@ def test_test_split_rows_never_reach_the_candidate(split, workdir, tmp_path):
     leaky.to_csv(tmp_path / "leaky.csv", index=False)
     assert retrain(tmp_path / "leaky.csv", models, runs) == 0
     assert last_results(runs)["train_rows"] == 1_500
+
+
+def test_keras_candidate_keeps_the_production_architecture(split, workdir, tmp_path):
+    from pipelines.train_keras import train_keras
+
+    models, runs = workdir
+    train_keras(models, arch="wide_deep", epochs=1, sample=1_000, split=split, runs_dir=runs)
+    split.train.sample(n=1_200, random_state=3).to_csv(tmp_path / "fresh.csv", index=False)
+    args = ["--model", "housing_keras", "--epochs", "1"]
+    assert retrain(tmp_path / "fresh.csv", models, runs, *args) == 0
+    results = last_results(runs)
+    assert results["status"] in ("promoted", "not promoted")
+    assert results["candidate"]["version"] == 2 and results["production"]["version"] == 1
+    repo = ModelRepository(models)
+    assert repo.manifest("housing_keras", 2)["hyperparameters"]["arch"] == "wide_deep"
+    assert results["label"] in repo.labels("housing_keras")
