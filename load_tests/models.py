@@ -11,12 +11,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import joblib
 import pandas as pd
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.pipeline import Pipeline, make_pipeline
 
-from training.data import features_and_target, sha256_file
+from training.data import features_and_target
 from training.features import preprocessing
 from training.repository import (
     JOBLIB_NAME,
@@ -24,6 +23,7 @@ from training.repository import (
     PLATFORM_TENSORFLOW,
     ModelRepository,
     tree_sha256,
+    write_joblib_artifact,
 )
 from training.schema import FEATURES, KERAS_MODEL, NUMERIC_FEATURES, OUTPUT_NAME, SKLEARN_MODEL
 
@@ -41,16 +41,7 @@ def small_sklearn(train: pd.DataFrame, rows: int = 2_000, trees: int = 10) -> Pi
 
 def publish_sklearn(repo: ModelRepository, model: Pipeline, name: str = SKLEARN_MODEL) -> int:
     def write(staging: Path) -> dict[str, Any]:
-        path = staging / JOBLIB_NAME
-        joblib.dump(model, path)
-        return {
-            "framework": "scikit-learn",
-            "artifact": {
-                "path": JOBLIB_NAME,
-                "sha256": sha256_file(path),
-                "size_bytes": path.stat().st_size,
-            },
-        }
+        return {"framework": "scikit-learn", "artifact": write_joblib_artifact(staging, model)}
 
     version, _ = repo.publish(name, PLATFORM_SKLEARN, write)
     return version

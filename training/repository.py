@@ -111,6 +111,16 @@ def verify_artifact(version_dir: Path, artifact: str = JOBLIB_NAME) -> Path:
     return path
 
 
+def write_joblib_artifact(folder: Path, model: Any) -> dict[str, Any]:
+    """joblib-dump a pipeline; return the manifest's ``artifact`` block that
+    ``load_sklearn_model`` verifies (path, SHA-256, size)."""
+    import joblib
+
+    path = folder / JOBLIB_NAME
+    joblib.dump(model, path)
+    return {"path": JOBLIB_NAME, "sha256": sha256_file(path), "size_bytes": path.stat().st_size}
+
+
 def load_sklearn_model(version_dir: Path) -> Any:
     """joblib-load a pipeline, only after its checksum matches the manifest."""
     import joblib

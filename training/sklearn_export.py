@@ -18,11 +18,16 @@ import pandas as pd
 import sklearn
 from sklearn.pipeline import Pipeline
 
-from training.data import Split, features_and_target, sha256_file
+from training.data import Split, features_and_target
 from training.evaluation import regression_report
 from training.provenance import data_info, library_versions
 from training.reference import reference_sample, write_reference
-from training.repository import JOBLIB_NAME, PLATFORM_SKLEARN, ModelRepository
+from training.repository import (
+    JOBLIB_NAME,
+    PLATFORM_SKLEARN,
+    ModelRepository,
+    write_joblib_artifact,
+)
 from training.schema import FEATURES, SKLEARN_MODEL
 
 
@@ -72,20 +77,14 @@ def publish_sklearn(
     X_train = split.train[list(FEATURES)]  # noqa: N806
 
     def write_artifacts(staging: Path) -> dict[str, Any]:
-        artifact = staging / JOBLIB_NAME
-        joblib.dump(model, artifact)
+        artifact = write_joblib_artifact(staging, model)
         started = time.perf_counter()
-        loaded = joblib.load(artifact)
+        loaded = joblib.load(staging / JOBLIB_NAME)
         load_seconds = time.perf_counter() - started
         reference = write_reference(staging, reference_sample(split.train, loaded.predict))
         return {
             "framework": f"scikit-learn {sklearn.__version__}",
-            "artifact": {
-                "path": JOBLIB_NAME,
-                "sha256": sha256_file(artifact),
-                "size_bytes": artifact.stat().st_size,
-                "load_seconds": load_seconds,
-            },
+            "artifact": {**artifact, "load_seconds": load_seconds},
             "serving": predict_latency(loaded, X_train),
             "data": data_info(split),
             "metrics": metrics,

@@ -19,10 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from training.data import REPO_ROOT, sha256_file
+from load_tests.models import publish_sklearn  # noqa: F401 (the tests call artifacts.publish_sklearn)
+from training.data import REPO_ROOT
 from training.repository import (
-    JOBLIB_NAME,
-    PLATFORM_SKLEARN,
     PLATFORM_TENSORFLOW,
     ModelRepository,
     tree_sha256,
@@ -44,25 +43,6 @@ def fit_sklearn(train: pd.DataFrame, seed: int = 42):
     model = make_pipeline(preprocessing(), LinearRegression())
     model.fit(sample[list(FEATURES)], sample["median_house_value"])
     return model
-
-
-def publish_sklearn(repo: ModelRepository, model, name: str = SKLEARN) -> int:
-    import joblib
-
-    def write(folder: Path) -> dict[str, Any]:
-        path = folder / JOBLIB_NAME
-        joblib.dump(model, path)
-        return {
-            "framework": "scikit-learn",
-            "artifact": {
-                "path": JOBLIB_NAME,
-                "sha256": sha256_file(path),
-                "size_bytes": path.stat().st_size,
-            },
-        }
-
-    version, _ = repo.publish(name, PLATFORM_SKLEARN, write)
-    return version
 
 
 def build_saved_model(folder: Path, scale: float) -> None:
