@@ -37,30 +37,17 @@ def free_port() -> int:
 
 def small_model_repo(folder: Path) -> Path:
     """A models folder with the book's preprocessing + LinearRegression (2,000-row sample)."""
-    import joblib
     from sklearn.linear_model import LinearRegression
     from sklearn.pipeline import make_pipeline
 
-    from training.data import features_and_target, load_split, sha256_file
+    from load_tests.models import publish_sklearn
+    from training.data import features_and_target, load_split
     from training.features import preprocessing
     from training.repository import ModelRepository
 
     features, target = features_and_target(load_split().train.sample(2000, random_state=42))
     model = make_pipeline(preprocessing(), LinearRegression()).fit(features, target)
-
-    def write(version_dir: Path) -> dict:
-        path = version_dir / "model.joblib"
-        joblib.dump(model, path)
-        return {
-            "framework": "scikit-learn",
-            "artifact": {
-                "path": "model.joblib",
-                "sha256": sha256_file(path),
-                "size_bytes": path.stat().st_size,
-            },
-        }
-
-    ModelRepository(folder).publish(SKLEARN_MODEL, "sklearn", write)
+    publish_sklearn(ModelRepository(folder), model)
     return folder
 
 

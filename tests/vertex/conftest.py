@@ -91,24 +91,10 @@ def small_model(split: Any) -> Any:
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory, small_model: Any) -> Path:
     """A model repository with one housing_sklearn and one housing_keras version."""
-    import joblib
-
-    from training.data import sha256_file
+    from load_tests.models import publish_sklearn
 
     root = tmp_path_factory.mktemp("models")
     repo = ModelRepository(root)
-
-    def sklearn_artifacts(folder: Path) -> dict[str, Any]:
-        joblib.dump(small_model, folder / "model.joblib")
-        path = folder / "model.joblib"
-        return {
-            "framework": "scikit-learn",
-            "artifact": {
-                "path": "model.joblib",
-                "sha256": sha256_file(path),
-                "size_bytes": path.stat().st_size,
-            },
-        }
 
     def keras_artifacts(folder: Path) -> dict[str, Any]:
         # Upload only copies the folder: a SavedModel's file layout is enough here.
@@ -117,7 +103,7 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory, small_model: Any) -> Pa
         (folder / "variables" / "variables.index").write_bytes(b"index")
         return {"framework": "keras"}
 
-    repo.publish("housing_sklearn", "sklearn", sklearn_artifacts)
+    publish_sklearn(repo, small_model)
     repo.publish("housing_keras", "tensorflow", keras_artifacts)
     repo.set_label("housing_sklearn", "stable", 1)
     return root
