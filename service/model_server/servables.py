@@ -21,6 +21,7 @@ from service.model_server.tensors import NUMPY_DTYPES, to_numpy
 from training.repository import PLATFORM_SKLEARN, PLATFORM_TENSORFLOW, load_sklearn_model
 from training.schema import (
     CATEGORICAL_FEATURE,
+    EXAMPLE_INSTANCE,
     FEATURES,
     NUMERIC_FEATURES,
     OUTPUT_NAME,
@@ -29,17 +30,12 @@ from training.schema import (
 
 PREDICT_METHOD = "tensorflow/serving/predict"
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
-# One plausible district, used to warm a version up when it ships no warm-up requests.
+# One plausible district, used to warm a version up when it ships no warm-up requests:
+# the example district, with a missing total_bedrooms and the category as wire bytes.
 SAMPLE_ROW: dict[str, object] = {
-    "longitude": -122.23,
-    "latitude": 37.88,
-    "housing_median_age": 41.0,
-    "total_rooms": 880.0,
+    **EXAMPLE_INSTANCE,
     "total_bedrooms": float("nan"),
-    "population": 322.0,
-    "households": 126.0,
-    "median_income": 8.3252,
-    "ocean_proximity": b"NEAR BAY",
+    "ocean_proximity": EXAMPLE_INSTANCE["ocean_proximity"].encode(),
 }
 
 Columns = dict[str, np.ndarray]
