@@ -19,23 +19,9 @@ from training.repository import (
     load_sklearn_model,
     read_manifest,
 )
-from training.schema import CATEGORICAL_FEATURE, FEATURES, OUTPUT_NAME, SIGNATURE_NAME
+from training.schema import FEATURES
 
 Predictor = Callable[[pd.DataFrame], np.ndarray]
-
-
-def savedmodel_inputs(frame: pd.DataFrame) -> dict:
-    """The ▶ signature's tensors for a frame of raw features (NaN for missing values)."""
-    import tensorflow as tf
-
-    tensors = {}
-    for name in FEATURES:
-        if name == CATEGORICAL_FEATURE:
-            tensors[name] = tf.constant(frame[name].astype(str).to_numpy(), dtype=tf.string)
-        else:
-            values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float32)
-            tensors[name] = tf.constant(values, dtype=tf.float32)
-    return tensors
 
 
 def load_predictor(version_dir: Path) -> Predictor:
@@ -49,16 +35,7 @@ def load_predictor(version_dir: Path) -> Predictor:
 
         return predict_sklearn
     if platform == PLATFORM_TENSORFLOW:
-        import tensorflow as tf
+        from training.keras_export import signature_predictor
 
-        signature = tf.saved_model.load(str(version_dir)).signatures[SIGNATURE_NAME]
-
-        def predict_savedmodel(frame: pd.DataFrame, batch: int = 4096) -> np.ndarray:
-            parts = [
-                signature(**savedmodel_inputs(frame.iloc[i : i + batch]))[OUTPUT_NAME].numpy()
-                for i in range(0, len(frame), batch)
-            ]
-            return np.concatenate(parts).astype(float) if parts else np.empty(0)
-
-        return predict_savedmodel
+        return signature_predictor(version_dir)
     raise RepositoryError(f"{version_dir}: unknown platform {platform!r} in manifest")
