@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from training.schema import FEATURES, SKLEARN_MODEL  # noqa: E402
+from core.contract import FEATURES, SKLEARN_MODEL  # noqa: E402
 
 TARGET_RATIO = 0.5
 
@@ -145,7 +145,7 @@ def main() -> int:
                     [
                         sys.executable,
                         "-m",
-                        "pipelines.cli",
+                        "core.cli",
                         "batch-score",
                         "--no-progress",
                         "--input",

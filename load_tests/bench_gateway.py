@@ -136,9 +136,9 @@ def main() -> int:
     if args.seconds * 2 + args.warmup * 2 > 90:
         parser.error("keep the run within two minutes: --seconds and --warmup too large")
 
+    from core.contract import FEATURES
     from training.data import load_split
     from training.repository import ModelRepository
-    from training.schema import FEATURES
 
     split = load_split()
     row = split.test.iloc[0]

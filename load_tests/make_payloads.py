@@ -14,8 +14,8 @@ import json
 import math
 from pathlib import Path
 
+from core.contract import FEATURES
 from training.data import load_split
-from training.schema import FEATURES
 
 PAYLOADS = Path(__file__).resolve().parent / "payloads"
 ROWS = 200

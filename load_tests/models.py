@@ -15,6 +15,7 @@ import pandas as pd
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.pipeline import Pipeline, make_pipeline
 
+from core.contract import FEATURES, KERAS_MODEL, NUMERIC_FEATURES, OUTPUT_NAME, SKLEARN_MODEL
 from training.data import features_and_target
 from training.features import preprocessing
 from training.repository import (
@@ -25,7 +26,6 @@ from training.repository import (
     tree_sha256,
     write_joblib_artifact,
 )
-from training.schema import FEATURES, KERAS_MODEL, NUMERIC_FEATURES, OUTPUT_NAME, SKLEARN_MODEL
 
 
 def small_sklearn(train: pd.DataFrame, rows: int = 2_000, trees: int = 10) -> Pipeline:

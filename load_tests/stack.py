@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-HOUSING = [sys.executable, "-m", "pipelines.cli"]
+HOUSING = [sys.executable, "-m", "core.cli"]
 LOOPBACK = "127.0.0.1"
 
 

@@ -13,7 +13,8 @@ import asyncio
 import json
 from pathlib import Path
 
-from pipelines.common import CommandError, write_results
+from core.errors import UserError
+from pipelines.common import write_results
 
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 
@@ -81,14 +82,14 @@ def handle(args: argparse.Namespace) -> int:
     from pipelines.batch.runner import Job, score
 
     if args.output.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise CommandError(f"--output {args.output}: must end in .parquet or .csv")
+        raise UserError(f"--output {args.output}: must end in .parquet or .csv")
     errors = args.errors or args.output.with_name(args.output.name + ".errors.csv")
     if errors.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise CommandError(f"--errors {errors}: must end in .csv or .parquet")
+        raise UserError(f"--errors {errors}: must end in .csv or .parquet")
     if args.input.resolve() in (args.output.resolve(), errors.resolve()):
-        raise CommandError("--input must differ from --output and --errors")
+        raise UserError("--input must differ from --output and --errors")
     if args.deadline <= 0 or args.retries < 0:
-        raise CommandError("--deadline must be positive and --retries non-negative")
+        raise UserError("--deadline must be positive and --retries non-negative")
     job = Job(
         input=args.input,
         output=args.output,

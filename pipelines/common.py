@@ -1,4 +1,4 @@
-"""Helpers shared by the pipeline commands: user errors and results JSON files."""
+"""Helpers shared by the pipeline commands: run folders and results JSON files."""
 
 from __future__ import annotations
 
@@ -7,13 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from training.data import REPO_ROOT
+from core.paths import REPO_ROOT
 
 DEFAULT_RUNS_DIR = REPO_ROOT / "runs"
-
-
-class CommandError(Exception):
-    """A user-facing failure: the CLI prints the message on one line and exits non-zero."""
 
 
 def run_dir(command: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> Path:

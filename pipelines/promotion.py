@@ -18,10 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.contract import DEFAULT_LABEL
 from training.repository import ModelRepository, RepositoryError, utc_now
 
 AUDIT_NAME = "audit.jsonl"
-STABLE = "stable"
+STABLE = DEFAULT_LABEL
 CANARY = "canary"
 CANDIDATE = "candidate"
 
@@ -75,20 +76,6 @@ def stable_history(repo: ModelRepository, model: str) -> list[int]:
     return stack
 
 
-def loaded_versions(repo: ModelRepository, model: str) -> set[int]:
-    """The versions the current version policy makes a server load."""
-    entry = _entry(repo, model)
-    available = repo.versions(model)
-    policy = entry.model_version_policy
-    which = policy.WhichOneof("policy_choice")
-    if which == "specific":
-        return set(policy.specific.versions) & set(available)
-    if which == "all":
-        return set(available)
-    count = policy.latest.num_versions if which == "latest" else 1
-    return set(available[-max(count, 1) :])
-
-
 def _entry(repo: ModelRepository, model: str):
     entry = repo.find_config(repo.read_config(), model)
     if entry is None:
@@ -111,18 +98,9 @@ def _write_policy(
 def pin_served(repo: ModelRepository, model: str) -> set[int]:
     """Freeze what is served as an explicit version list, so publishing a new version
     (a candidate) does not make a ``latest`` policy start serving it."""
-    served = loaded_versions(repo, model)
+    served = repo.served_versions(model)
     _write_policy(repo, model, served, dict(_entry(repo, model).version_labels))
     return served
-
-
-def production_version(repo: ModelRepository, model: str) -> int | None:
-    """The ``stable`` version, else the highest version the policy serves."""
-    labels = dict(_entry(repo, model).version_labels)
-    if STABLE in labels:
-        return int(labels[STABLE])
-    served = loaded_versions(repo, model)
-    return max(served) if served else None
 
 
 def move_label(
@@ -137,7 +115,7 @@ def move_label(
     if version not in repo.versions(model):
         raise RepositoryError(f"{model} has no complete version {version}")
     labels = dict(_entry(repo, model).version_labels)
-    loaded = loaded_versions(repo, model)
+    loaded = repo.served_versions(model)
     if version not in loaded:
         _write_policy(repo, model, loaded | {version}, labels)
         if wait is not None:
@@ -158,7 +136,7 @@ def promote(
 ) -> dict[str, Any]:
     """Move ``label`` to ``version``; the previous stable version stays loaded for rollback."""
     before = dict(_entry(repo, model).version_labels)
-    served = loaded_versions(repo, model)
+    served = repo.served_versions(model)
     # Without a stable label, what the server serves by default (the highest loaded
     # version) is the de-facto stable one: keep it loaded and remember it for rollback.
     current_stable = before.get(STABLE, max(served) if served else None)

@@ -22,14 +22,15 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines.common import DEFAULT_RUNS_DIR, CommandError, run_dir, write_results
+from core.errors import UserError
+from pipelines.common import DEFAULT_RUNS_DIR, run_dir, write_results
 
 DEFAULT_TOLERANCE = 0.01  # relative RMSE increase still accepted (1 %)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from pipelines.labels_cmd import add_repository_arguments
-    from training.schema import KERAS_MODEL, SKLEARN_MODEL
+    from core.contract import KERAS_MODEL, SKLEARN_MODEL
+    from pipelines.labels import add_repository_arguments
 
     parser = subparsers.add_parser(
         "retrain",
@@ -107,9 +108,9 @@ def feature_drift(reference: pd.DataFrame, current: pd.DataFrame) -> dict[str, A
 
 
 def evaluate(version_dir: Path, holdout: pd.DataFrame) -> dict[str, Any]:
+    from core.contract import TARGET
     from training.evaluation import regression_report
     from training.inference import load_predictor
-    from training.schema import TARGET
 
     predictions = load_predictor(version_dir)(holdout)
     return regression_report(holdout[TARGET], predictions)
@@ -120,7 +121,7 @@ def train_candidate(
 ) -> int:
     """Train on ``split.train`` with the production version's configuration (its manifest's
     model type or architecture); return the new version."""
-    from training.schema import SKLEARN_MODEL
+    from core.contract import SKLEARN_MODEL
 
     hyperparameters = (production or {}).get("hyperparameters", {})
     if model == SKLEARN_MODEL:
@@ -160,11 +161,11 @@ def decide(
 
 
 def retrain(args: argparse.Namespace) -> dict[str, Any]:
+    from core.contract import FEATURES
     from pipelines import promotion
-    from pipelines.labels_cmd import load_waiter
+    from pipelines.labels import load_waiter
     from training.data import Split, load_csv, load_split, validate_frame
     from training.repository import ModelRepository
-    from training.schema import FEATURES
     from training.validation import validate_training_data
 
     repo = ModelRepository(args.models_dir)
@@ -177,7 +178,7 @@ def retrain(args: argparse.Namespace) -> dict[str, Any]:
     if not validation.ok:
         results["status"] = "rejected: invalid data"
         finish(out, results)
-        raise CommandError(
+        raise UserError(
             f"new data failed validation ({len(validation.errors)} problems, first: "
             f"{validation.errors[0]}); see {out / 'report.md'}"
         )
@@ -192,9 +193,7 @@ def retrain(args: argparse.Namespace) -> dict[str, Any]:
     results["train_rows"] = int(len(train))
     results["holdout_rows"] = int(len(holdout))
 
-    production = (
-        promotion.production_version(repo, args.model) if repo.versions(args.model) else None
-    )
+    production = repo.default_version(args.model) if repo.versions(args.model) else None
     if production is not None:
         promotion.pin_served(repo, args.model)
         if promotion.STABLE not in repo.labels(args.model):

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.common import DEFAULT_RUNS_DIR, CommandError, run_dir, write_results
+from core.errors import UserError
+from pipelines.common import DEFAULT_RUNS_DIR, run_dir, write_results
 
 if TYPE_CHECKING:
     from training.data import Split
@@ -154,11 +155,11 @@ def run_training(
 ) -> tuple[dict[str, Any], Any]:
     """``train_keras``, also returning the in-memory serving model that was exported."""
     if arch not in ARCHITECTURES:
-        raise CommandError(f"unknown --arch {arch!r}; expected one of {', '.join(ARCHITECTURES)}")
+        raise UserError(f"unknown --arch {arch!r}; expected one of {', '.join(ARCHITECTURES)}")
     if strategy not in STRATEGIES:
-        raise CommandError(f"unknown --strategy {strategy!r}; expected {', '.join(STRATEGIES)}")
+        raise UserError(f"unknown --strategy {strategy!r}; expected {', '.join(STRATEGIES)}")
     if sample is not None and sample < MIN_SAMPLE:
-        raise CommandError(f"--sample must be at least {MIN_SAMPLE} rows, got {sample}")
+        raise UserError(f"--sample must be at least {MIN_SAMPLE} rows, got {sample}")
     from training.data import load_split
     from training.keras_export import publish_keras
     from training.keras_models import ModelConfig, train_network
@@ -176,7 +177,7 @@ def run_training(
 
     unknown = sorted(set(overrides or {}) - set(ModelConfig.__dataclass_fields__))
     if unknown:
-        raise CommandError(f"unknown model settings {unknown}")
+        raise UserError(f"unknown model settings {unknown}")
     config = ModelConfig(arch=arch, **(overrides or {}))
     search: dict[str, Any] | None = None
     if trials:

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.common import CommandError, run_dir, write_results
+from core.errors import UserError
+from pipelines.common import run_dir, write_results
 
 PUBLISHING_SEARCHES = ("none", "grid", "random")
 CV_ONLY_SEARCHES = ("baselines", "compare")
@@ -80,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_train_sklearn(args: argparse.Namespace) -> int:
     if args.sample is not None and args.sample < 100:
-        raise CommandError(f"--sample must be at least 100 rows, got {args.sample}")
+        raise UserError(f"--sample must be at least 100 rows, got {args.sample}")
     if args.search in CV_ONLY_SEARCHES:
         results = cross_validate(args.search, args.n_jobs, args.runs_dir)
         for name, row in results["models"].items():
@@ -138,15 +139,15 @@ def train_sklearn(
     from training.sklearn_export import describe, publish_sklearn
 
     if search not in PUBLISHING_SEARCHES:
-        raise CommandError(f"search must be one of {PUBLISHING_SEARCHES}, got {search!r}")
+        raise UserError(f"search must be one of {PUBLISHING_SEARCHES}, got {search!r}")
     model_type = model_type or sklearn_models.DEFAULT_MODEL_TYPE
     if model_type not in sklearn_models.MODEL_TYPES:
-        raise CommandError(f"unknown model type {model_type!r}")
+        raise UserError(f"unknown model type {model_type!r}")
     split = split or load_split()
     train = split.train
     if sample is not None:
         if not 0 < sample <= len(train):
-            raise CommandError(f"sample must be between 1 and {len(train)}, got {sample}")
+            raise UserError(f"sample must be between 1 and {len(train)}, got {sample}")
         train = train.sample(n=sample, random_state=42)
     X, y = features_and_target(train)  # noqa: N806 (sklearn's naming)
 
@@ -223,7 +224,7 @@ def cross_validate(what: str, n_jobs: int = -1, runs_dir: Path | None = None) ->
     elif what == "compare":
         models = searches.run_comparison(X, y, n_jobs=n_jobs)
     else:
-        raise CommandError(f"unknown cross-validation {what!r}")
+        raise UserError(f"unknown cross-validation {what!r}")
     results: dict[str, Any] = {"what": what, "models": models}
     folder = run_dir(f"{RUN_NAME}-{what}", runs_dir) if runs_dir else run_dir(f"{RUN_NAME}-{what}")
     results["results_path"] = str(write_results(folder / "results.json", results))

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from training.schema import FEATURES
+from core.contract import FEATURES
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (

@@ -14,17 +14,18 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from training.schema import (
+from core.contract import (
     CATEGORICAL_FEATURE,
     COLUMNS,
     NUMERIC_FEATURES,
     OCEAN_PROXIMITY_CATEGORIES,
     TARGET,
 )
+from core.errors import UserError
+from core.paths import REPO_ROOT
 
 DATA_SHA256 = "354f441b3af4eb54e07818501dafc9b0865162d85a24769d754238acedc82ae1"
 CANONICAL_URL = "https://github.com/ageron/data/raw/main/housing.tgz"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_ARCHIVE = REPO_ROOT / "data" / "housing.tgz"
 DEFAULT_DATA_DIR = REPO_ROOT / "data"
 CSV_MEMBER = "housing/housing.csv"
@@ -33,7 +34,7 @@ INCOME_BINS = [0.0, 1.5, 3.0, 4.5, 6.0, np.inf]
 MAX_ARCHIVE_BYTES = 50 * 1024 * 1024
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """The dataset could not be fetched, verified or validated; the message says why."""
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.contract import FEATURES
 from training.repository import (
     PLATFORM_SKLEARN,
     PLATFORM_TENSORFLOW,
@@ -19,12 +20,11 @@ from training.repository import (
     load_sklearn_model,
     read_manifest,
 )
-from training.schema import FEATURES
 
-Predictor = Callable[[pd.DataFrame], np.ndarray]
+PredictFn = Callable[[pd.DataFrame], np.ndarray]
 
 
-def load_predictor(version_dir: Path) -> Predictor:
+def load_predictor(version_dir: Path) -> PredictFn:
     """A predict function for the version folder, whatever its platform."""
     platform = read_manifest(version_dir).get("platform")
     if platform == PLATFORM_SKLEARN:

@@ -19,13 +19,7 @@ import pandas as pd
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from training.data import Split
-from training.evaluation import regression_report
-from training.keras_preprocessing import to_tensors
-from training.provenance import data_info, library_versions
-from training.reference import reference_sample, write_reference
-from training.repository import PLATFORM_TENSORFLOW, ModelRepository, tree_sha256
-from training.schema import (
+from core.contract import (
     CATEGORICAL_FEATURE,
     FEATURES,
     KERAS_MODEL,
@@ -33,6 +27,12 @@ from training.schema import (
     SIGNATURE_NAME,
     TARGET,
 )
+from training.data import Split
+from training.evaluation import regression_report
+from training.keras_preprocessing import to_tensors
+from training.provenance import data_info, library_versions
+from training.reference import reference_sample, write_reference
+from training.repository import PLATFORM_TENSORFLOW, ModelRepository, tree_sha256
 
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
 KERAS_FILE = "assets.extra/model.keras"

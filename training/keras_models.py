@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from core.contract import OUTPUT_NAME, TARGET
 from training.evaluation import rmse
 from training.keras_preprocessing import (
     NEIGHBOUR_INPUT,
@@ -26,7 +27,6 @@ from training.keras_preprocessing import (
     raw_inputs,
     to_tensors,
 )
-from training.schema import OUTPUT_NAME, TARGET
 
 ARCHITECTURES = ("mlp", "wide_deep")
 MAIN_OUTPUT = "main"

@@ -18,14 +18,14 @@ import pandas as pd
 import tensorflow as tf
 from sklearn.cluster import KMeans
 
-from training.features import EPSILON
-from training.schema import (
+from core.contract import (
     CATEGORICAL_FEATURE,
     FEATURES,
     NUMERIC_FEATURES,
     OCEAN_PROXIMITY_CATEGORIES,
     TARGET,
 )
+from training.features import EPSILON
 
 # The engineered numeric columns, in the order HousingFeatures emits them.
 RATIOS = (

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.schema import FEATURES, TARGET
+from core.contract import FEATURES, TARGET
 
 REFERENCE_NAME = "reference.parquet"
 REFERENCE_ROWS = 2_000

@@ -23,7 +23,10 @@ from typing import Any
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from training.data import REPO_ROOT, sha256_file
+from core.contract import DEFAULT_LABEL
+from core.errors import UserError
+from core.paths import REPO_ROOT
+from training.data import sha256_file
 
 DEFAULT_MODELS_DIR = Path(os.environ.get("HOUSING_MODELS_DIR", REPO_ROOT / "models"))
 CONFIG_NAME = "models.config"
@@ -37,7 +40,7 @@ PLATFORM_TENSORFLOW = "tensorflow"
 PLATFORM_SKLEARN = "sklearn"
 
 
-class RepositoryError(RuntimeError):
+class RepositoryError(UserError, RuntimeError):
     """The model repository is missing something or an artifact failed verification."""
 
 
@@ -231,6 +234,30 @@ class ModelRepository:
         if entry is None:
             raise RepositoryError(f"model {name!r} is not in {self.config_path}")
         return dict(entry.version_labels)
+
+    def served_versions(self, name: str) -> set[int]:
+        """The versions the model's version policy makes a server load."""
+        entry = self.find_config(self.read_config(), name)
+        if entry is None:
+            raise RepositoryError(f"model {name!r} is not in {self.config_path}")
+        available = self.versions(name)
+        policy = entry.model_version_policy
+        which = policy.WhichOneof("policy_choice")
+        if which == "specific":
+            return set(policy.specific.versions) & set(available)
+        if which == "all":
+            return set(available)
+        count = policy.latest.num_versions if which == "latest" else 1
+        return set(available[-max(count, 1) :])
+
+    def default_version(self, name: str) -> int | None:
+        """The one answer to "which version?" when none is named: the ``stable`` label, else
+        (a model without labels) the highest version its policy serves, as a server would."""
+        labels = self.labels(name)
+        if DEFAULT_LABEL in labels:
+            return int(labels[DEFAULT_LABEL])
+        served = self.served_versions(name)
+        return max(served) if served else None
 
     def set_label(self, name: str, label: str, version: int) -> None:
         if version not in self.versions(name):

@@ -18,6 +18,7 @@ import pandas as pd
 import sklearn
 from sklearn.pipeline import Pipeline
 
+from core.contract import FEATURES, SKLEARN_MODEL
 from training.data import Split, features_and_target
 from training.evaluation import regression_report
 from training.provenance import data_info, library_versions
@@ -28,7 +29,6 @@ from training.repository import (
     ModelRepository,
     write_joblib_artifact,
 )
-from training.schema import FEATURES, SKLEARN_MODEL
 
 
 def median_seconds(call, max_repeats: int, budget_seconds: float = 2.0) -> float:

@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from training.data import DataError, validate_frame
-from training.schema import (
+from core.contract import (
     CATEGORICAL_FEATURE,
     COUNT_FEATURES,
     NULLABLE_FEATURES,
     NUMERIC_FEATURES,
     TARGET,
 )
+from training.data import DataError, validate_frame
 
 # Plausible ranges for California block groups (the census data and a generous margin).
 RANGES: dict[str, tuple[float, float]] = {

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipelines.common import CommandError
+from core.errors import UserError
 
 # flag -> settings field, for the shared settings flags
 SETTINGS_FLAGS: dict[str, tuple[str, Any, str]] = {
@@ -50,7 +50,7 @@ def settings_from(args: argparse.Namespace) -> Any:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise CommandError(f"invalid Vertex setting {where}: {first['msg']}") from None
+        raise UserError(f"invalid Vertex setting {where}: {first['msg']}") from None
 
 
 def emit(payload: dict[str, Any]) -> None:
@@ -89,11 +89,11 @@ def traffic_split(text: str | None) -> dict[str, int] | None:
             raise ValueError
         split = {str(k): int(v) for k, v in split.items()}
     except (ValueError, TypeError):
-        raise CommandError(
+        raise UserError(
             '--traffic-split: expected JSON like {"0": 90, "DEPLOYED_ID": 10}'
         ) from None
     if sum(split.values()) != 100:
-        raise CommandError(f"--traffic-split must add up to 100, not {sum(split.values())}")
+        raise UserError(f"--traffic-split must add up to 100, not {sum(split.values())}")
     return split
 
 

@@ -3,7 +3,7 @@
 Credentials come from ADC (``GOOGLE_APPLICATION_CREDENTIALS``, ``gcloud auth
 application-default login``, or the service account attached to the VM/job/pod), never
 from code, config files or logs. Every Google Cloud failure is turned into a
-:class:`CommandError` so the CLI prints one line instead of a stack trace.
+:class:`UserError` so the CLI prints one line instead of a stack trace.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from core.errors import UserError
 from deploy.vertex.settings import VertexSettings
-from pipelines.common import CommandError
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 WHAT_TO_SET = (
@@ -39,7 +39,7 @@ def credentials(settings: VertexSettings) -> Any:
     try:
         creds, _ = default(scopes=SCOPES)
     except DefaultCredentialsError as exc:
-        raise CommandError(
+        raise UserError(
             f"no usable Google Cloud credentials ({one_line(exc)}): {WHAT_TO_SET}"
         ) from None
     return creds
@@ -54,20 +54,18 @@ def cloud_errors(action: str) -> Iterator[None]:
     try:
         yield
     except auth.RefreshError as exc:
-        raise CommandError(
+        raise UserError(
             f"{action}: credentials were rejected ({one_line(exc)}): {WHAT_TO_SET}"
         ) from None
     except auth.GoogleAuthError as exc:
-        raise CommandError(
-            f"{action}: credential problem ({one_line(exc)}): {WHAT_TO_SET}"
-        ) from None
+        raise UserError(f"{action}: credential problem ({one_line(exc)}): {WHAT_TO_SET}") from None
     except (api.Unauthenticated, api.PermissionDenied, api.Forbidden) as exc:
-        raise CommandError(
+        raise UserError(
             f"{action}: permission denied ({one_line(exc)}); the account needs the Vertex AI "
             "User role and object access to the bucket"
         ) from None
     except api.GoogleAPIError as exc:
-        raise CommandError(f"{action}: {one_line(exc)}") from None
+        raise UserError(f"{action}: {one_line(exc)}") from None
 
 
 @dataclass

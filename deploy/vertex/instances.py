@@ -9,14 +9,14 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines.common import CommandError
-from training.schema import FEATURES, OUTPUT_NAME
+from core.contract import FEATURES, OUTPUT_NAME
+from core.errors import UserError
 
 
 def read_table(path: Path) -> pd.DataFrame:
     """A CSV, Parquet, JSON (a list or ``{"instances": [...]}``) or JSONL file as a frame."""
     if not path.is_file():
-        raise CommandError(f"{path}: no such file")
+        raise UserError(f"{path}: no such file")
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
@@ -29,17 +29,17 @@ def read_table(path: Path) -> pd.DataFrame:
             body = json.loads(path.read_text())
             rows = body.get("instances") if isinstance(body, dict) else body
             if not isinstance(rows, list):
-                raise CommandError(f'{path}: expected a list or {{"instances": [...]}}')
+                raise UserError(f'{path}: expected a list or {{"instances": [...]}}')
             frame = pd.DataFrame(rows)
         else:
-            raise CommandError(f"{path}: unsupported extension {suffix!r} (csv/parquet/json/jsonl)")
+            raise UserError(f"{path}: unsupported extension {suffix!r} (csv/parquet/json/jsonl)")
     except (ValueError, OSError) as exc:
-        raise CommandError(f"{path}: cannot read ({' '.join(str(exc).split())})") from None
+        raise UserError(f"{path}: cannot read ({' '.join(str(exc).split())})") from None
     missing = [name for name in FEATURES if name not in frame.columns]
     if missing:
-        raise CommandError(f"{path}: missing feature column(s) {', '.join(missing)}")
+        raise UserError(f"{path}: missing feature column(s) {', '.join(missing)}")
     if frame.empty:
-        raise CommandError(f"{path}: no instances")
+        raise UserError(f"{path}: no instances")
     return frame
 
 

@@ -13,13 +13,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core.contract import KERAS_MODEL, SKLEARN_MODEL
+from core.errors import UserError
 from deploy.vertex import gcs
 from deploy.vertex.cloud import Cloud, cloud_errors
 from deploy.vertex.instances import instance_key, prediction_value, read_table, to_instances
 from deploy.vertex.settings import VertexSettings
-from pipelines.common import CommandError
 from training.repository import ModelRepository, RepositoryError
-from training.schema import KERAS_MODEL, SKLEARN_MODEL
 
 PREDICTION_COLUMN = "predicted_median_house_value"
 GATEWAY_PORT = 8000
@@ -55,9 +55,9 @@ class Plan:
 
 def new_plan(settings: VertexSettings, operation: str, *, bucket: bool = False) -> Plan:
     if not settings.project:
-        raise CommandError("no project: pass --project or set HOUSING_VERTEX_PROJECT")
+        raise UserError("no project: pass --project or set HOUSING_VERTEX_PROJECT")
     if bucket and not settings.bucket:
-        raise CommandError("no bucket: pass --bucket or set HOUSING_VERTEX_BUCKET")
+        raise UserError("no bucket: pass --bucket or set HOUSING_VERTEX_BUCKET")
     return Plan(operation, settings.project, settings.location)
 
 
@@ -104,18 +104,18 @@ def resolve_version(
     if label is not None:
         labels = repo.labels(model)
         if label not in labels:
-            raise CommandError(f"{model} has no label {label!r} (labels: {sorted(labels)})")
+            raise UserError(f"{model} has no label {label!r} (labels: {sorted(labels)})")
         version = labels[label]
     if version is None:
         version = repo.latest_version(model)
         if version is None:
-            raise CommandError(f"{model} has no version in {repo.root}")
+            raise UserError(f"{model} has no version in {repo.root}")
     if version not in repo.versions(model):
-        raise CommandError(f"{model} has no version {version} in {repo.root}")
+        raise UserError(f"{model} has no version {version} in {repo.root}")
     try:
         manifest = repo.manifest(model, version)
     except (OSError, ValueError, RepositoryError) as exc:
-        raise CommandError(f"{model} v{version}: unreadable manifest ({exc})") from None
+        raise UserError(f"{model} v{version}: unreadable manifest ({exc})") from None
     return version, repo.version_dir(model, version), manifest
 
 
@@ -148,7 +148,7 @@ def plan_upload(
         plan.add("aiplatform.Model.upload", serving_container_image_uri=image, **common)
     elif model == SKLEARN_MODEL or platform == "sklearn":
         if not settings.serving_image:
-            raise CommandError(
+            raise UserError(
                 f"{model} needs the project's serving image (Google's prebuilt scikit-learn "
                 "container cannot unpickle the custom transformers): pass --serving-image or "
                 "set HOUSING_VERTEX_SERVING_IMAGE"
@@ -162,7 +162,7 @@ def plan_upload(
             **common,
         )
     else:
-        raise CommandError(f"{model}: unknown platform {platform!r}")
+        raise UserError(f"{model}: unknown platform {platform!r}")
     return plan
 
 
@@ -294,7 +294,7 @@ def plan_batch_predict(
 ) -> Plan:
     plan = new_plan(settings, "batch-predict", bucket=True)
     if output_file.suffix.lower() not in (".csv", ".parquet"):
-        raise CommandError(f"{output_file}: output must be .csv or .parquet")
+        raise UserError(f"{output_file}: output must be .csv or .parquet")
     folder = f"{settings.gcs_root()}/batch/{stamp()}"
     frame = read_table(input_file)
     source = f"{folder}/instances.jsonl"
@@ -339,9 +339,9 @@ def run_batch_predict(cloud: Cloud, plan: Plan) -> dict[str, Any]:
         job = model.batch_predict(**plan.step("Model.batch_predict"))
     state = job.state.name
     if state != "JOB_STATE_SUCCEEDED":
-        raise CommandError(f"batch prediction job {job.resource_name} ended in {state}")
+        raise UserError(f"batch prediction job {job.resource_name} ended in {state}")
     if job.output_info is None:
-        raise CommandError(f"batch prediction job {job.resource_name} reported no output")
+        raise UserError(f"batch prediction job {job.resource_name} reported no output")
     output_dir = job.output_info.gcs_output_directory
     results: dict[str, float] = {}
     errors = 0
@@ -384,7 +384,7 @@ def run_batch_predict(cloud: Cloud, plan: Plan) -> dict[str, Any]:
 
 def worker_pool_specs(settings: VertexSettings, trainer_args: list[str]) -> list[dict[str, Any]]:
     if not settings.trainer_image:
-        raise CommandError(
+        raise UserError(
             "no trainer image: pass --trainer-image or set HOUSING_VERTEX_TRAINER_IMAGE"
         )
     machine: dict[str, Any] = {"machine_type": settings.machine_type}
@@ -580,7 +580,7 @@ def plan_cleanup(
     if blobs:
         plan.add("storage.delete_prefix", prefix=settings.gcs_root())
     if not plan.steps:
-        raise CommandError("nothing to clean up: give --endpoint, --model, a job or --blobs")
+        raise UserError("nothing to clean up: give --endpoint, --model, a job or --blobs")
     return plan
 
 

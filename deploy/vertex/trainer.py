@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from core.contract import KERAS_MODEL
 from training.repository import ModelRepository
-from training.schema import KERAS_MODEL
 
 DEFAULT_METRIC_FILE = "/tmp/hypertune/output.metrics"
 VALIDATION_KEYS = ("val_rmse", "validation_rmse", "cv_rmse")

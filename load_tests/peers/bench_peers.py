@@ -30,9 +30,9 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from core.contract import SKLEARN_MODEL
 from load_tests.peers import cputime, loadgen, profiling, servers
 from training.repository import DEFAULT_MODELS_DIR, version_numbers
-from training.schema import SKLEARN_MODEL
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PAYLOADS = REPO_ROOT / "load_tests" / "payloads" / "instances.json"

@@ -15,7 +15,7 @@ import joblib
 import pandas as pd
 from fastapi import Body, FastAPI
 
-from training.schema import FEATURES, OUTPUT_NAME
+from core.contract import FEATURES, OUTPUT_NAME
 
 app = FastAPI(title="plain FastAPI peer")
 model = joblib.load(os.environ["HOUSING_PEER_MODEL"])

@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 
+from core.contract import FEATURES, NUMERIC_FEATURES, SKLEARN_MODEL
 from load_tests import stack
 from load_tests.peers import envs
-from training.schema import FEATURES, NUMERIC_FEATURES, SKLEARN_MODEL
 
 Rows = list[dict[str, Any]]
 

@@ -15,8 +15,8 @@ import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from pipelines.common import CommandError
-from training.schema import CATEGORICAL_FEATURE, NUMERIC_FEATURES, OUTPUT_NAME, SIGNATURE_NAME
+from core.contract import CATEGORICAL_FEATURE, NUMERIC_FEATURES, OUTPUT_NAME, SIGNATURE_NAME
+from core.errors import UserError
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
@@ -43,14 +43,14 @@ def string_tensor(values: np.ndarray) -> tensor_pb2.TensorProto:
 
 def read_predictions(response: predict_pb2.PredictResponse, rows: int) -> np.ndarray:
     if OUTPUT_NAME not in response.outputs:
-        raise CommandError(f"the model's response has no {OUTPUT_NAME!r} output")
+        raise UserError(f"the model's response has no {OUTPUT_NAME!r} output")
     tensor = response.outputs[OUTPUT_NAME]
     if tensor.tensor_content:
         values = np.frombuffer(tensor.tensor_content, dtype="<f4")
     else:
         values = np.asarray(tensor.float_val or tensor.double_val, dtype=np.float64)
     if len(values) != rows:
-        raise CommandError(f"the model returned {len(values)} predictions for {rows} rows")
+        raise UserError(f"the model returned {len(values)} predictions for {rows} rows")
     return values.astype(np.float64)
 
 
@@ -101,7 +101,7 @@ class Scorer:
                 return read_predictions(response, len(category))
             except grpc.aio.AioRpcError as exc:
                 if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt >= self.retries:
-                    raise CommandError(
+                    raise UserError(
                         f"{self.target}: {exc.code().name}: {exc.details()}"
                         + (f" (after {attempt} retries)" if attempt else "")
                     ) from None

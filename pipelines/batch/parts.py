@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines.common import CommandError
+from core.errors import UserError
 
 CHECKPOINT = "checkpoint.json"
 ERROR_COLUMNS = ["row", "id", "reason"]
@@ -40,7 +40,7 @@ class Parts:
         checkpoint = self.folder / CHECKPOINT
         if checkpoint.exists():
             if not resume:
-                raise CommandError(
+                raise UserError(
                     f"an interrupted run left {self.folder}: pass --resume to continue it "
                     "(or delete that folder to start again)"
                 )
@@ -49,7 +49,7 @@ class Parts:
                 changed = sorted(
                     k for k in fingerprint if saved.get("fingerprint", {}).get(k) != fingerprint[k]
                 )
-                raise CommandError(
+                raise UserError(
                     f"cannot resume {self.folder}: {', '.join(changed)} changed since that run"
                 )
             self.completed = set(saved["completed"])
@@ -82,7 +82,7 @@ class Parts:
         """Concatenate the parts in chunk order into the output and errors files."""
         missing = [i for i in range(chunks) if i not in self.completed]
         if missing:
-            raise CommandError(f"chunks {missing[:5]} were never completed")
+            raise UserError(f"chunks {missing[:5]} were never completed")
         write_table([self.part(i) for i in range(chunks)], output)
         write_table([self.errors_part(i) for i in range(chunks)], errors_file)
         shutil.rmtree(self.folder)

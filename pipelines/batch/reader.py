@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.common import CommandError
-from training.schema import FEATURES
+from core.contract import FEATURES
+from core.errors import UserError
 
 PARSE_ERROR = "__parse_error__"
 FORMATS = {
@@ -29,7 +29,7 @@ def input_format(path: Path) -> str:
     try:
         return FORMATS[path.suffix.lower()]
     except KeyError:
-        raise CommandError(
+        raise UserError(
             f"{path}: unsupported input extension {path.suffix!r} (.csv, .parquet or .jsonl)"
         ) from None
 
@@ -50,16 +50,16 @@ def check_columns(path: Path, id_column: str | None) -> None:
     """Fail early, naming the column, when a feature or the id column is absent."""
     input_format(path)
     if not path.is_file():
-        raise CommandError(f"{path}: no such file")
+        raise UserError(f"{path}: no such file")
     try:
         names = columns(path)
     except (ValueError, OSError) as exc:
-        raise CommandError(f"{path}: cannot read ({' '.join(str(exc).split())})") from None
+        raise UserError(f"{path}: cannot read ({' '.join(str(exc).split())})") from None
     if names is None:
         return
     missing = [c for c in (*FEATURES, *([id_column] if id_column else [])) if c not in names]
     if missing:
-        raise CommandError(f"{path}: missing column(s) {', '.join(missing)}")
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
 
 
 def total_rows(path: Path) -> int | None:

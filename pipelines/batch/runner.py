@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.errors import UserError
 from pipelines.batch import reader
 from pipelines.batch.client import Scorer
 from pipelines.batch.parts import Parts
 from pipelines.batch.validate import validate
-from pipelines.common import CommandError
 
 PREDICTION = "predicted_median_house_value"
 
@@ -141,7 +141,7 @@ async def score(job: Job) -> dict[str, Any]:
         bar.close()
         await scorer.close()
     if totals["rows"] == 0:
-        raise CommandError(f"{job.input}: no rows")
+        raise UserError(f"{job.input}: no rows")
     await asyncio.to_thread(parts.assemble, index, job.output, job.errors)
     seconds = time.perf_counter() - started
     rejected = await asyncio.to_thread(

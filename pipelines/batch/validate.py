@@ -11,14 +11,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipelines.batch.reader import PARSE_ERROR
-from training.schema import (
+from core.contract import (
     CATEGORICAL_FEATURE,
     COUNT_FEATURES,
     NULLABLE_FEATURES,
     NUMERIC_FEATURES,
     OCEAN_PROXIMITY_CATEGORIES,
 )
+from pipelines.batch.reader import PARSE_ERROR
 
 NON_FINITE_TEXT = {
     "nan",

@@ -17,7 +17,7 @@ import socket
 import sys
 from typing import Any
 
-from pipelines.common import CommandError
+from core.errors import UserError
 
 # Fields with their own flag shapes, or deliberately not on the command line.
 SPECIAL = {"upstreams", "cors_origins", "api_keys", "aip_http_port", "aip_predict_route"}
@@ -72,7 +72,7 @@ def parse_upstreams(values: list[str]) -> dict[str, str]:
     for value in values:
         name, sep, target = value.partition("=")
         if not sep or not name or not target:
-            raise CommandError(f"--upstream expects NAME=HOST:PORT, got {value!r}")
+            raise UserError(f"--upstream expects NAME=HOST:PORT, got {value!r}")
         routes[name] = target
     return routes
 
@@ -89,7 +89,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def load_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    """Settings with flags applied; a bad value is a one-line CommandError."""
+    """Settings with flags applied; a bad value is a one-line UserError."""
     from pydantic import ValidationError
 
     from .settings import GatewaySettings
@@ -100,7 +100,7 @@ def load_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise CommandError(f"invalid gateway setting {where}: {first['msg']}") from None
+        raise UserError(f"invalid gateway setting {where}: {first['msg']}") from None
 
 
 def export(overrides: dict[str, Any]) -> None:

@@ -20,8 +20,8 @@ from typing import Protocol
 
 import grpc
 
+from core.contract import FEATURES
 from service.prediction_log import PredictionLog, PredictionRecord
-from training.schema import FEATURES
 
 from .errors import GatewayError, InvalidInput, ModelNotFound, UpstreamError
 from .metrics import GatewayMetrics

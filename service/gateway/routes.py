@@ -1,4 +1,4 @@
-"""HTTP routes: thin adapters from REST to the ``Predictor`` (▶ API of DESIGN.md)."""
+"""HTTP routes: thin adapters from REST to the ``Predictor`` (REST contract in ARCHITECTURE.md)."""
 
 from __future__ import annotations
 

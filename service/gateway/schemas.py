@@ -1,4 +1,4 @@
-"""Request and response bodies of the REST API (the ▶ contract of DESIGN.md).
+"""Request and response bodies of the REST API (the REST contract in ARCHITECTURE.md).
 
 Numbers are strict (no strings or booleans), finite (no NaN, Infinity or 1e999), counts are
 non-negative, ``ocean_proximity`` is one of the five categories, ``total_bedrooms`` may be
@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from training.schema import EXAMPLE_INSTANCE
+from core.contract import EXAMPLE_INSTANCE
 
 # Bounds are physical (coordinates) or generous sanity limits far beyond any district, so
 # every accepted value is a finite float32 (the signature's dtype) and the model's ratio

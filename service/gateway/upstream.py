@@ -28,7 +28,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from training.schema import CATEGORICAL_FEATURE, NUMERIC_FEATURES, OUTPUT_NAME, SIGNATURE_NAME
+from core.contract import CATEGORICAL_FEATURE, NUMERIC_FEATURES, OUTPUT_NAME, SIGNATURE_NAME
 
 from .errors import GatewayError, UpstreamError
 from .metrics import GatewayMetrics

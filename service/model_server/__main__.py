@@ -9,23 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipelines.cli import user_error_types
+from core.cli import run_handler
 from service.model_server.cli import HELP, add_arguments, handle
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service.model_server", description=HELP)
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return handle(args)
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        if isinstance(exc, user_error_types()):
-            print(f"model-server: error: {exc}", file=sys.stderr)
-            return 2
-        raise
+    return run_handler(handle, parser.parse_args(argv), prog="model-server")
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def options_from_args(args: argparse.Namespace):
     """Validate flag combinations and read the batching and monitoring files."""
-    from pipelines.common import CommandError
+    from core.errors import UserError
     from service.model_server.config import (
         BatchingOptions,
         ServerOptions,
@@ -94,11 +94,11 @@ def options_from_args(args: argparse.Namespace):
     )
 
     if args.model_config_file is None and not (args.model_name and args.model_base_path):
-        raise CommandError("give --model_config_file, or --model_name with --model_base_path")
+        raise UserError("give --model_config_file, or --model_name with --model_base_path")
     if args.model_config_file is not None and (args.model_name or args.model_base_path):
-        raise CommandError("--model_config_file excludes --model_name/--model_base_path")
+        raise UserError("--model_config_file excludes --model_name/--model_base_path")
     if args.port == 0 or args.port == args.rest_api_port:
-        raise CommandError("--port must be non-zero and differ from --rest_api_port")
+        raise UserError("--port must be non-zero and differ from --rest_api_port")
     batching = None
     if args.enable_batching:
         # One batch thread by default: a Python process runs one model call at a time
@@ -109,14 +109,12 @@ def options_from_args(args: argparse.Namespace):
             else BatchingOptions(num_batch_threads=DEFAULT_BATCH_THREADS)
         )
     elif args.batching_parameters_file:
-        raise CommandError("--batching_parameters_file needs --enable_batching")
+        raise UserError("--batching_parameters_file needs --enable_batching")
     prometheus_path = None
     if args.monitoring_config_file:
         prometheus_path = read_monitoring_config(args.monitoring_config_file)
         if prometheus_path and not args.rest_api_port:
-            raise CommandError(
-                "Prometheus metrics are served on the REST port: set --rest_api_port"
-            )
+            raise UserError("Prometheus metrics are served on the REST port: set --rest_api_port")
     return ServerOptions(
         port=args.port,
         rest_api_port=args.rest_api_port,

@@ -17,7 +17,7 @@ from tensorflow_serving.apis import (
 
 from service.model_server.errors import ServingError, invalid
 from service.model_server.manager import ModelManager
-from service.model_server.predict import Predictor
+from service.model_server.predict import DataPlane
 from service.model_server.tensors import from_numpy, to_numpy
 
 SIGNATURE_DEF_FIELD = "signature_def"
@@ -37,7 +37,7 @@ async def abort(context: grpc.aio.ServicerContext, error: ServingError) -> None:
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, predictor: Predictor):
+    def __init__(self, predictor: DataPlane):
         self.predictor = predictor
 
     async def Predict(self, request: predict_pb2.PredictRequest, context):  # noqa: N802

@@ -15,17 +15,17 @@ import grpc
 import numpy as np
 from tensorflow.core.protobuf import meta_graph_pb2
 
+from core.contract import SIGNATURE_NAME
 from service.model_server.errors import ServingError, invalid
 from service.model_server.manager import LoadedVersion, ModelManager
 from service.model_server.metrics import ServerMetrics
 from service.model_server.tensors import NUMPY_DTYPES, dtype_name
-from training.schema import SIGNATURE_NAME
 
 Columns = dict[str, np.ndarray]
 
 
 @dataclass
-class PredictResult:
+class ServedPrediction:
     name: str
     version: int
     signature_name: str
@@ -111,7 +111,7 @@ def check_output_filter(signature: meta_graph_pb2.SignatureDef, output_filter: l
             )
 
 
-class Predictor:
+class DataPlane:
     """Predict and metadata, whatever the transport."""
 
     def __init__(self, manager: ModelManager, metrics: ServerMetrics):
@@ -133,7 +133,7 @@ class Predictor:
         inputs: Columns,
         output_filter: list[str],
         transport: str,
-    ) -> PredictResult:
+    ) -> ServedPrediction:
         started = time.perf_counter()
         served_version = "none"
         code = grpc.StatusCode.OK
@@ -147,7 +147,9 @@ class Predictor:
             outputs = await self._run(loaded, signature_name, inputs, rows)
             if output_filter:
                 outputs = {k: v for k, v in outputs.items() if k in output_filter}
-            return PredictResult(name, loaded.servable.version, signature_name, outputs, signature)
+            return ServedPrediction(
+                name, loaded.servable.version, signature_name, outputs, signature
+            )
         except ServingError as exc:
             code = exc.code
             raise

@@ -20,12 +20,12 @@ from google.protobuf import json_format
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
+from core.contract import SIGNATURE_NAME
 from service.model_server.errors import ServingError, invalid
 from service.model_server.grpc_api import SIGNATURE_DEF_FIELD, metadata_response
 from service.model_server.metrics import ServerMetrics
-from service.model_server.predict import Predictor, signature_of
+from service.model_server.predict import DataPlane, signature_of
 from service.model_server.tensors import NUMPY_DTYPES
-from training.schema import SIGNATURE_NAME
 
 ROUTE = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)"
@@ -135,9 +135,9 @@ def predictions_json(outputs: Columns, rows: bool) -> dict[str, Any]:
 
 
 class RestApp:
-    """ASGI callable; thin: parsing and JSON only, the work is in ``Predictor``."""
+    """ASGI callable; thin: parsing and JSON only, the work is in ``DataPlane``."""
 
-    def __init__(self, predictor: Predictor, metrics: ServerMetrics, prometheus_path: str | None):
+    def __init__(self, predictor: DataPlane, metrics: ServerMetrics, prometheus_path: str | None):
         self.predictor = predictor
         self.metrics = metrics
         self.prometheus_path = prometheus_path

@@ -17,9 +17,7 @@ from tensorflow.core.framework import tensor_shape_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
-from service.model_server.tensors import NUMPY_DTYPES, to_numpy
-from training.repository import PLATFORM_SKLEARN, PLATFORM_TENSORFLOW, load_sklearn_model
-from training.schema import (
+from core.contract import (
     CATEGORICAL_FEATURE,
     EXAMPLE_INSTANCE,
     FEATURES,
@@ -27,6 +25,8 @@ from training.schema import (
     OUTPUT_NAME,
     SIGNATURE_NAME,
 )
+from service.model_server.tensors import NUMPY_DTYPES, to_numpy
+from training.repository import PLATFORM_SKLEARN, PLATFORM_TENSORFLOW, load_sklearn_model
 
 PREDICT_METHOD = "tensorflow/serving/predict"
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"

@@ -28,7 +28,7 @@ from service.model_server.config import (
 from service.model_server.grpc_api import ModelService, PredictionService
 from service.model_server.manager import ModelManager
 from service.model_server.metrics import ServerMetrics
-from service.model_server.predict import Predictor
+from service.model_server.predict import DataPlane
 from service.model_server.rest_api import RestApp
 
 log = logging.getLogger("housing.model_server")
@@ -107,7 +107,7 @@ async def serve(options: ServerOptions) -> None:
     executor = ThreadPoolExecutor(max_workers=max(workers, 2), thread_name_prefix="model")
     manager = ModelManager(metrics, executor, options.batching)
     await manager.apply_config(config, config_dir)
-    predictor = Predictor(manager, metrics)
+    predictor = DataPlane(manager, metrics)
 
     server = grpc.aio.server(
         options=[

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import ks_2samp
 
+from core.contract import CATEGORICAL_FEATURE, NUMERIC_FEATURES
 from service.monitoring.drift import COLUMN_P_VALUE, chi2_homogeneity_p_value, prepare
 from service.monitoring.simulate import shifted_rows
-from training.schema import CATEGORICAL_FEATURE, NUMERIC_FEATURES
 
 SIZES = (200, 500, 1000, 2000, 4000)
 

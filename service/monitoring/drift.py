@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.contract import CATEGORICAL_FEATURE, FEATURES, NUMERIC_FEATURES
 from training.data import DataError
-from training.schema import CATEGORICAL_FEATURE, FEATURES, NUMERIC_FEATURES
 
 CHI2_HOMOGENEITY = "chi2_homogeneity"
 NUMERIC_METHOD = "ks"

@@ -30,6 +30,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.contract import FEATURES, SKLEARN_MODEL
+from core.paths import REPO_ROOT
 from service.monitoring.drift import (
     COLUMN_P_VALUE,
     DATASET_DRIFT_SHARE,
@@ -37,8 +39,6 @@ from service.monitoring.drift import (
     DriftInputError,
     DriftResult,
 )
-from training.data import REPO_ROOT
-from training.schema import FEATURES, SKLEARN_MODEL
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from core.contract import TARGET
 from training.data import DataError
-from training.schema import TARGET
 
 LABEL_COLUMNS = ("request_id", TARGET)
 

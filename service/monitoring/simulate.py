@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from training.schema import CATEGORICAL_FEATURE, FEATURES
+from core.contract import CATEGORICAL_FEATURE, FEATURES
 
 SHIFTS = ("income", "ocean", "both", "none")
 INCOME_FACTOR = 1.5

@@ -16,10 +16,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from core.contract import FEATURES
+from core.paths import REPO_ROOT
 from tests.model_server import artifacts
-from training.data import REPO_ROOT
 from training.repository import ModelRepository
-from training.schema import FEATURES
 
 
 @pytest.fixture(scope="session")
@@ -63,12 +63,12 @@ def expected(model: Any, frame: pd.DataFrame) -> Any:
 
 
 def housing_cli(*argv: str) -> list[str]:
-    return [sys.executable, "-m", "pipelines.cli", *argv]
+    return [sys.executable, "-m", "core.cli", *argv]
 
 
 def run_batch(*argv: str) -> tuple[int, dict | None, str]:
     """``housing batch-score ...`` in this process; (exit code, summary JSON, stderr)."""
-    from pipelines.cli import main
+    from core.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

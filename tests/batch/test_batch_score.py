@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.paths import REPO_ROOT
 from tests.batch.conftest import expected, kill, run_batch, start_batch
 from tests.model_server import artifacts
-from training.data import REPO_ROOT
 
 
 def test_csv_to_parquet_keeps_order_count_ids_and_reports_bad_rows(

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.contract import FEATURES
+from core.errors import UserError
 from pipelines.batch import reader
 from pipelines.batch.validate import validate
-from pipelines.common import CommandError
-from training.schema import FEATURES
 
 GOOD = {
     "longitude": "-122.23",
@@ -109,10 +109,10 @@ def test_jsonl_bad_line_becomes_a_rejected_row(tmp_path: Path) -> None:
 def test_missing_column_and_unknown_format_fail_early(tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     pd.DataFrame([GOOD]).drop(columns=["median_income"]).to_csv(path, index=False)
-    with pytest.raises(CommandError, match="median_income"):
+    with pytest.raises(UserError, match="median_income"):
         reader.check_columns(path, None)
     pd.DataFrame([GOOD]).to_csv(path, index=False)
-    with pytest.raises(CommandError, match="house_id"):
+    with pytest.raises(UserError, match="house_id"):
         reader.check_columns(path, "house_id")
-    with pytest.raises(CommandError, match="unsupported"):
+    with pytest.raises(UserError, match="unsupported"):
         reader.check_columns(tmp_path / "x.xlsx", None)

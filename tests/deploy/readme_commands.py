@@ -10,8 +10,8 @@ import argparse
 import re
 import sys
 
-from pipelines.cli import build_parser
-from service.stack import REPO_ROOT
+from core.cli import build_parser
+from core.paths import REPO_ROOT
 
 README_PATH = REPO_ROOT / "README.md"
 SECTION = re.compile(r"(<!-- commands -->\n)(.*?)(<!-- /commands -->)", flags=re.DOTALL)

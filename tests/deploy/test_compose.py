@@ -1,4 +1,4 @@
-"""docker-compose.yml follows the service table of service/stack.py, and is well formed.
+"""docker-compose.yml follows the service table of deploy/local/stack.py, and is well formed.
 
 There is no Docker engine here (and no compose plugin), so the compose file is checked
 structurally; where ``docker compose`` works, ``docker compose config -q`` runs too.
@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines.cli import build_parser
-from service.stack import (
+from core.cli import build_parser
+from deploy.local.stack import (
     COMPOSE,
     LOCUST_IMAGE,
     PROMETHEUS_IMAGE,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from service.stack import REPO_ROOT, local_layout, local_prometheus_config
+from core.paths import REPO_ROOT
+from deploy.local.stack import local_layout, local_prometheus_config
 
 TFSERVING_DIR = REPO_ROOT / "deploy" / "tfserving"
 

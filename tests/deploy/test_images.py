@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from service.stack import REPO_ROOT
+from core.paths import REPO_ROOT
 
 DOCKERFILES = sorted((REPO_ROOT / "docker").glob("*.Dockerfile"))
 HADOLINT = Path(sys.executable).parent / "hadolint"

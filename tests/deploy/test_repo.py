@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from service.stack import REPO_ROOT
+from core.paths import REPO_ROOT
 from tests.deploy.readme_commands import SECTION, leaf_commands
 
 README = (REPO_ROOT / "README.md").read_text()

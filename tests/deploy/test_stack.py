@@ -17,9 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipelines.cli import main
-from service.stack import PROMETHEUS_BINARY, REPO_ROOT, port_in_use
-from training.schema import KERAS_MODEL, SKLEARN_MODEL
+from core.cli import main
+from core.contract import KERAS_MODEL, SKLEARN_MODEL
+from core.paths import REPO_ROOT
+from deploy.local.stack import PROMETHEUS_BINARY, port_in_use
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +62,7 @@ class Launcher:
     def __init__(self, args: list[str]):
         self.lines: list[str] = []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.cli", "serve", "stack", *args],
+            [sys.executable, "-m", "core.cli", "serve", "stack", *args],
             cwd=REPO_ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             stdout=subprocess.PIPE,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.common import CommandError
-from service.stack import SERVICES, fetch_storage_uri, local_layout
+from core.errors import UserError
+from deploy.local.stack import SERVICES, fetch_storage_uri, local_layout
 from training.repository import ModelRepository
 
 
@@ -90,10 +90,10 @@ def test_storage_uri_version_is_installed_and_registered(bucket, tmp_path: Path)
 
 
 def test_storage_uri_errors(bucket, tmp_path: Path) -> None:
-    with pytest.raises(CommandError, match="no files under"):
+    with pytest.raises(UserError, match="no files under"):
         fetch_storage_uri(f"gs://{bucket.name}/nothing/here", tmp_path)
     bucket.blob("bare/model.joblib").upload_from_string(b"x")
-    with pytest.raises(CommandError, match="not a model version folder"):
+    with pytest.raises(UserError, match="not a model version folder"):
         fetch_storage_uri(f"gs://{bucket.name}/bare", tmp_path)
 
 

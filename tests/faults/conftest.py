@@ -18,10 +18,10 @@ import httpx
 import pytest
 from sklearn.pipeline import Pipeline
 
+from core.contract import KERAS_MODEL, SKLEARN_MODEL
 from load_tests import models, stack
 from training.data import Split
 from training.repository import ModelRepository
-from training.schema import KERAS_MODEL, SKLEARN_MODEL
 
 ROW = {
     "longitude": -118.18,

@@ -15,7 +15,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from training.schema import OUTPUT_NAME
+from core.contract import OUTPUT_NAME
 
 
 class SlowUpstream(

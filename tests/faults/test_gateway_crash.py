@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from core.contract import SKLEARN_MODEL
 from load_tests import stack
 from service.prediction_log import PredictionLog
-from training.schema import SKLEARN_MODEL
 
 from .conftest import ROW, Hammer, start_gateway
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from sklearn.pipeline import Pipeline
 
+from core.contract import SKLEARN_MODEL
 from load_tests import stack
-from training.schema import SKLEARN_MODEL
 
 from .conftest import Hammer, new_repo, start_gateway, start_model_server
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.contract import SKLEARN_MODEL
 from load_tests import stack
-from training.schema import SKLEARN_MODEL
 
 from .conftest import READY_TIMEOUT, ROW, metric_value
 from .fake_upstream import SlowUpstream, serve

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from sklearn.pipeline import Pipeline
 
+from core.contract import KERAS_MODEL, SKLEARN_MODEL
 from load_tests import models, stack
 from training.repository import ModelRepository
-from training.schema import KERAS_MODEL, SKLEARN_MODEL
 
 from .conftest import ROW, Hammer, metric_value, start_gateway
 

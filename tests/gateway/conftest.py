@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
+from core.contract import EXAMPLE_INSTANCE
 from service.gateway.app import create_app
 from service.gateway.settings import GatewaySettings
-from training.schema import EXAMPLE_INSTANCE
 
 from .fake_upstream import Behaviour, FakeUpstream
 

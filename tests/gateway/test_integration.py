@@ -16,11 +16,11 @@ import httpx
 import numpy as np
 import pytest
 
+from core.contract import FEATURES
+from core.paths import REPO_ROOT
 from service.prediction_log import read_window
 from tests.model_server import artifacts
-from training.data import REPO_ROOT
 from training.repository import ModelRepository
-from training.schema import FEATURES
 
 KERAS_SCALE = 40_000.0
 
@@ -67,7 +67,7 @@ def stack(tmp_path_factory, split) -> Iterator[Stack]:
         command = [
             sys.executable,
             "-m",
-            "pipelines.cli",
+            "core.cli",
             "serve",
             "gateway",
             "--host",

@@ -9,11 +9,11 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from pipelines.common import CommandError
+from core.errors import UserError
+from core.paths import REPO_ROOT
 from service.gateway import cli
 from service.gateway.ranges import TRAINING_RANGES
 from service.gateway.settings import GatewaySettings
-from training.data import REPO_ROOT
 
 
 def test_documented_env_names(monkeypatch, tmp_path):
@@ -118,14 +118,14 @@ def test_cli_flags_become_settings():
     ],
 )
 def test_cli_bad_values_are_one_line_errors(argv):
-    with pytest.raises(CommandError) as info:
+    with pytest.raises(UserError) as info:
         cli.load_settings(parse(*argv))
     assert "\n" not in str(info.value)
 
 
 def test_housing_serve_gateway_exits_2_with_one_line():
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "serve", "gateway", "--upstream", "x"],
+        [sys.executable, "-m", "core.cli", "serve", "gateway", "--upstream", "x"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import build_parser, main
+from core.cli import build_parser, main
 
 
 def test_help_documents_every_flag(capsys):

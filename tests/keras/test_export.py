@@ -11,11 +11,11 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
+from core.contract import CATEGORICAL_FEATURE, FEATURES, KERAS_MODEL, OUTPUT_NAME, TARGET
 from training.evaluation import regression_report
 from training.keras_export import KERAS_FILE, WARMUP_FILE, signature_predictor
 from training.keras_preprocessing import to_tensors
 from training.repository import ModelRepository, read_manifest, tree_sha256
-from training.schema import CATEGORICAL_FEATURE, FEATURES, KERAS_MODEL, OUTPUT_NAME, TARGET
 
 
 def test_signature_matches_the_contract(signature):

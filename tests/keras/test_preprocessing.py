@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from core.contract import NUMERIC_FEATURES
 from training.keras_models import TargetDecoder, TargetTransform
 from training.keras_preprocessing import (
     ENGINEERED,
@@ -18,7 +19,6 @@ from training.keras_preprocessing import (
     planar,
     to_tensors,
 )
-from training.schema import NUMERIC_FEATURES
 
 MEDIANS = {name: float(i + 1) for i, name in enumerate(NUMERIC_FEATURES)}
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from core.contract import SKLEARN_MODEL
 from load_tests import models, run_locust, stack
 from load_tests.peers.servers import BATCHING
 from training.data import Split
 from training.repository import ModelRepository
-from training.schema import SKLEARN_MODEL
 
 pytestmark = pytest.mark.timeout(240)
 REPO_ROOT = Path(__file__).resolve().parents[2]

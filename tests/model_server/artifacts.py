@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.contract import CATEGORICAL_FEATURE, FEATURES, NUMERIC_FEATURES, OUTPUT_NAME
+from core.paths import REPO_ROOT
 from load_tests.models import publish_sklearn  # noqa: F401 (the tests call artifacts.publish_sklearn)
-from training.data import REPO_ROOT
 from training.repository import (
     PLATFORM_TENSORFLOW,
     ModelRepository,
     tree_sha256,
 )
-from training.schema import CATEGORICAL_FEATURE, FEATURES, NUMERIC_FEATURES, OUTPUT_NAME
 
 SKLEARN = "housing_sklearn"
 KERAS = "housing_keras"

@@ -9,7 +9,7 @@ import pandas as pd
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2
 
-from training.schema import CATEGORICAL_FEATURE, FEATURES, NUMERIC_FEATURES
+from core.contract import CATEGORICAL_FEATURE, FEATURES, NUMERIC_FEATURES
 
 
 def tensor(values: np.ndarray) -> tensor_pb2.TensorProto:

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from core.paths import REPO_ROOT
 from service.model_server.cli import add_arguments, options_from_args
 from service.model_server.config import (
     ConfigError,
@@ -14,7 +15,6 @@ from service.model_server.config import (
     read_batching_parameters,
     read_monitoring_config,
 )
-from training.data import REPO_ROOT
 
 
 def test_batching_parameters_text_proto(tmp_path):

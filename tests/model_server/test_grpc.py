@@ -17,10 +17,10 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from core.contract import CATEGORICAL_FEATURE, FEATURES, NUMERIC_FEATURES, OUTPUT_NAME
 from tests.model_server import artifacts
 from tests.model_server.conftest import KERAS_SCALE
 from tests.model_server.helpers import predict_request, wire_frame
-from training.schema import CATEGORICAL_FEATURE, FEATURES, NUMERIC_FEATURES, OUTPUT_NAME
 
 SKLEARN, KERAS = artifacts.SKLEARN, artifacts.KERAS
 

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.contract import FEATURES
 from tests.model_server import artifacts
 from tests.model_server.conftest import KERAS_SCALE, METRICS_PATH
 from tests.model_server.helpers import instances, metric_value, wire_frame
-from training.schema import FEATURES
 
 SKLEARN, KERAS = artifacts.SKLEARN, artifacts.KERAS
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from core.contract import FEATURES, SKLEARN_MODEL
 from service.monitoring.simulate import shifted_rows
 from service.prediction_log import PredictionLog, PredictionRecord
 from training.data import Split
 from training.reference import reference_sample, write_reference
-from training.schema import FEATURES, SKLEARN_MODEL
 
 
 def predict(frame: pd.DataFrame):

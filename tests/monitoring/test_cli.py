@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.cli import main
-from pipelines.monitor_cmd import parse_log_spec
+from core.cli import main
+from pipelines.monitor import parse_log_spec
 from service.prediction_log import read_window
 from training.data import Split
 

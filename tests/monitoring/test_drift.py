@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.contract import CATEGORICAL_FEATURE, FEATURES
 from service.monitoring.calibrate import p_values, scenario
 from service.monitoring.drift import (
     COLUMN_P_VALUE,
@@ -17,7 +18,6 @@ from service.monitoring.drift import (
 )
 from service.monitoring.simulate import shifted_rows
 from training.data import Split
-from training.schema import CATEGORICAL_FEATURE, FEATURES
 
 
 def test_random_test_split_sample_is_not_drift(split: Split, reference: pd.DataFrame) -> None:

@@ -11,10 +11,10 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from core.contract import FEATURES, SKLEARN_MODEL
 from service.monitoring.monitor import DriftMonitor, MonitorError, MonitorSettings
 from service.monitoring.routes import drift_router
 from training.data import Split
-from training.schema import FEATURES, SKLEARN_MODEL
 
 from .conftest import fill_log
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from training.data import REPO_ROOT
+from core.paths import REPO_ROOT
 
 PROMETHEUS_DIR = REPO_ROOT / "deploy" / "prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -89,7 +89,7 @@ def gateway(tmp_path: Path):
     """The real gateway (``housing serve gateway``); its upstream is a closed port, which
     is fine: /metrics works whatever the upstream does."""
     port, dead_upstream = free_port(), free_port()
-    command = [sys.executable, "-m", "pipelines.cli", "serve", "gateway"]
+    command = [sys.executable, "-m", "core.cli", "serve", "gateway"]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     command += ["--upstream", f"housing_sklearn=127.0.0.1:{dead_upstream}"]
     command += ["--prediction-log-path", str(tmp_path / "predictions.sqlite3")]

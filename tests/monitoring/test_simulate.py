@@ -19,13 +19,13 @@ import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from pipelines.cli import main
+from core.cli import main
+from core.contract import CATEGORICAL_FEATURE, SKLEARN_MODEL
 from service.monitoring.monitor import DriftMonitor, MonitorSettings
 from service.monitoring.routes import drift_router
 from service.monitoring.simulate import shifted_rows
 from service.prediction_log import PredictionLog, PredictionRecord
 from training.data import Split
-from training.schema import CATEGORICAL_FEATURE, SKLEARN_MODEL
 
 
 def test_shifts_change_what_they_say(split: Split) -> None:

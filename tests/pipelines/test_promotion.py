@@ -31,7 +31,7 @@ def policy_versions(repo: ModelRepository) -> set[int]:
 
 
 def test_first_promotion_keeps_the_served_version_for_rollback(repo):
-    assert promotion.loaded_versions(repo, MODEL) == {3}
+    assert repo.served_versions(MODEL) == {3}
     promotion.promote(repo, MODEL, 2)
     assert repo.labels(MODEL) == {"stable": 2}
     assert policy_versions(repo) == {2, 3}

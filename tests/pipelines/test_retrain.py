@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.cli import main
+from core.cli import main
 from pipelines.train_sklearn import train_sklearn
 from training.repository import ModelRepository
 

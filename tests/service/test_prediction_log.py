@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from core.contract import FEATURES
 from service.prediction_log import PredictionLog, PredictionRecord, read_window
-from training.schema import FEATURES
 
 FEATURES_ROW = {
     "longitude": -122.2,

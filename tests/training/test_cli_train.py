@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.cli import build_parser, main
+from core.cli import build_parser, main
 
 
 def help_text(capsys, *argv: str) -> str:

@@ -77,7 +77,7 @@ def test_split_sizes_and_income_proportions(split):
 
 
 def test_cli_fetch_bad_source_exits_with_one_line(tmp_path: Path, capsys):
-    from pipelines.cli import main
+    from core.cli import main
 
     assert main(["data", "fetch", "--source", str(tmp_path / "nope.tgz")]) == 2
     err = capsys.readouterr().err.strip()

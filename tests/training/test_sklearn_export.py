@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 
+from core.contract import FEATURES, SKLEARN_MODEL, TARGET
 from pipelines.train_sklearn import train_sklearn
 from training.data import features_and_target
 from training.evaluation import rmse
@@ -27,7 +28,6 @@ from training.repository import (
     load_sklearn_model,
     read_config_file,
 )
-from training.schema import FEATURES, SKLEARN_MODEL, TARGET
 
 QUICK = {"max_iter": 40, "n_models": 2}
 
@@ -115,7 +115,7 @@ def test_fresh_process_loads_and_predicts_the_same(published, split, tmp_path):
         from pathlib import Path
         from training.data import load_split, features_and_target
         from training.repository import load_sklearn_model
-        from training.schema import FEATURES
+        from core.contract import FEATURES
         model = load_sklearn_model(Path({str(version_dir)!r}))
         X, _ = features_and_target(load_split().test)
         np.save({str(out)!r}, model.predict(X[list(FEATURES)]))
@@ -179,7 +179,7 @@ def test_next_publish_is_version_two(published, split, tmp_path):
 
 
 def test_evaluate_scores_like_the_manifest(published, tmp_path):
-    from pipelines.evaluate_cmd import evaluate
+    from pipelines.evaluate import evaluate
 
     results = evaluate(published["models_dir"], permutation_repeats=1, runs_dir=tmp_path / "runs")
     assert results["version"] == 1

@@ -158,7 +158,7 @@ def vertex(
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any, str]:
     """Run ``housing vertex ...`` in-process; (exit code, parsed stdout JSON or None, stderr)."""
-    from pipelines.cli import main
+    from core.cli import main
 
     code = main(["vertex", *argv])
     out, err = capsys.readouterr()

@@ -170,7 +170,7 @@ def test_malformed_key_file_is_a_one_line_error(
 
 
 def test_help_documents_every_subcommand(capsys: Any) -> None:
-    from pipelines.cli import main
+    from core.cli import main
 
     with pytest.raises(SystemExit):
         main(["vertex", "--help"])

@@ -8,8 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from core.contract import FEATURES
 from tests.vertex.conftest import BUCKET, LOCATION, PROJECT, run_cli
-from training.schema import FEATURES
 
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
 

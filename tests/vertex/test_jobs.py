@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from core.contract import FEATURES
 from tests.vertex.conftest import BUCKET, LOCATION, PROJECT, run_cli
-from training.schema import FEATURES
 
 
 def test_train_submits_a_custom_job_running_the_trainer_image(vertex: Any, capsys: Any) -> None:

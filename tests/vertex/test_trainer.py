@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from core.paths import REPO_ROOT
 from deploy.vertex import trainer
 from tests.vertex.conftest import BUCKET
-from training.data import REPO_ROOT
 
 
 def test_metric_file_has_hypertunes_format(tmp_path: Path, monkeypatch: Any) -> None:

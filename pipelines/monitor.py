@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-from pipelines.common import CommandError
+from core.errors import UserError
 
 DEFAULT_LOG = os.environ.get("HOUSING_PREDICTION_LOG_PATH", "logs/predictions.sqlite3")
 LOG_PREFIX = "log:"
@@ -142,7 +142,7 @@ def parse_time(value: str, now: float) -> float:
     try:
         return datetime.fromisoformat(value).timestamp()
     except ValueError:
-        raise CommandError(
+        raise UserError(
             f"bad time {value!r}: use a duration (30m, 1h), Unix seconds or ISO-8601"
         ) from None
 
@@ -150,7 +150,7 @@ def parse_time(value: str, now: float) -> float:
 def parse_duration(value: str) -> float:
     match = DURATION.match(value)
     if not match or float(match.group(1)) <= 0:
-        raise CommandError(f"bad duration {value!r}: use e.g. 90s, 30m, 1h, 1d")
+        raise UserError(f"bad duration {value!r}: use e.g. 90s, 30m, 1h, 1d")
     return float(match.group(1)) * UNIT_SECONDS[match.group(2)]
 
 
@@ -159,20 +159,18 @@ def parse_log_spec(spec: str, now: float) -> tuple[Path, dict[str, Any]]:
     body = spec[len(LOG_PREFIX) :]
     path_text, _, query = body.partition("?")
     if not path_text:
-        raise CommandError(
-            f"--current {spec!r}: give the log path, e.g. log:logs/predictions.sqlite3"
-        )
+        raise UserError(f"--current {spec!r}: give the log path, e.g. log:logs/predictions.sqlite3")
     options: dict[str, Any] = {}
     for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
         if key not in LOG_KEYS:
-            raise CommandError(
+            raise UserError(
                 f"--current: unknown option {key!r} (use {', '.join(sorted(LOG_KEYS))})"
             )
         if key in {"since", "until"}:
             options[key] = parse_time(value, now)
         elif key in {"limit", "version"}:
             if not value.isdigit() or int(value) <= 0:
-                raise CommandError(f"--current: {key} must be a positive integer, got {value!r}")
+                raise UserError(f"--current: {key} must be a positive integer, got {value!r}")
             options[key] = int(value)
         else:
             options[key] = value
@@ -183,7 +181,7 @@ def read_table(path: Path, what: str):
     import pandas as pd
 
     if not path.is_file():
-        raise CommandError(f"{what} file not found: {path}")
+        raise UserError(f"{what} file not found: {path}")
     suffix = path.suffix.lower()
     try:
         if suffix in {".parquet", ".pq"}:
@@ -191,8 +189,8 @@ def read_table(path: Path, what: str):
         if suffix in {".csv", ".gz", ".txt"}:
             return pd.read_csv(path)
     except Exception as exc:
-        raise CommandError(f"cannot read {what} {path}: {exc}".splitlines()[0]) from None
-    raise CommandError(f"{what} {path}: unsupported format (use .csv or .parquet)")
+        raise UserError(f"cannot read {what} {path}: {exc}".splitlines()[0]) from None
+    raise UserError(f"{what} {path}: unsupported format (use .csv or .parquet)")
 
 
 def load_reference(spec: str, models_dir: Path | None):
@@ -206,21 +204,21 @@ def load_reference(spec: str, models_dir: Path | None):
     name, _, version_text = spec.partition(":")
     repo = ModelRepository(models_dir or DEFAULT_MODELS_DIR)
     if not repo.model_dir(name).is_dir():
-        raise CommandError(f"--reference {spec!r} is neither a file nor a model in {repo.root}")
+        raise UserError(f"--reference {spec!r} is neither a file nor a model in {repo.root}")
     if version_text:
         if not version_text.isdigit():
-            raise CommandError(f"--reference {spec!r}: version must be an integer")
+            raise UserError(f"--reference {spec!r}: version must be an integer")
         version = int(version_text)
         if version not in repo.versions(name):
-            raise CommandError(f"--reference: {name} has no version {version} in {repo.root}")
+            raise UserError(f"--reference: {name} has no version {version} in {repo.root}")
     else:
         latest = repo.latest_version(name)
         if latest is None:
-            raise CommandError(f"--reference: {name} has no versions in {repo.root}")
+            raise UserError(f"--reference: {name} has no versions in {repo.root}")
         version = latest
     version_dir = repo.version_dir(name, version)
     if not (version_dir / REFERENCE_NAME).is_file():
-        raise CommandError(f"--reference: no {REFERENCE_NAME} in {version_dir}")
+        raise UserError(f"--reference: no {REFERENCE_NAME} in {version_dir}")
     return read_reference(version_dir), {
         "source": f"{name}:{version}",
         "model": name,
@@ -236,13 +234,13 @@ def load_current(spec: str):
 
     path, options = parse_log_spec(spec, time.time())
     if not path.is_file():
-        raise CommandError(f"prediction log not found: {path}")
+        raise UserError(f"prediction log not found: {path}")
     version = options.pop("version", None)
     frame = read_window(path, **options)
     if version is not None:
         frame = frame[frame["version"] == version]
     if frame.empty:
-        raise CommandError(f"--current {spec!r}: the prediction-log window is empty")
+        raise UserError(f"--current {spec!r}: the prediction-log window is empty")
     described = {k: v for k, v in options.items()}
     return frame, {"source": spec, **described, **({"version": version} if version else {})}
 
@@ -281,7 +279,7 @@ def run_drift(args: argparse.Namespace) -> int:
 
 def _fraction(value: float, flag: str) -> float:
     if not 0 < value <= 1:
-        raise CommandError(f"{flag} must be in (0, 1], got {value}")
+        raise UserError(f"{flag} must be in (0, 1], got {value}")
     return value
 
 
@@ -292,13 +290,13 @@ def run_performance(args: argparse.Namespace) -> int:
     window = parse_duration(args.window)
     labels = read_labels(args.labels)
     if not args.log.is_file():
-        raise CommandError(f"prediction log not found: {args.log}")
+        raise UserError(f"prediction log not found: {args.log}")
     log = read_window(args.log, model=args.model)
     if log.empty:
-        raise CommandError(f"prediction log {args.log} has no predictions")
+        raise UserError(f"prediction log {args.log} has no predictions")
     report = performance(log, labels, window)
     if report["joined_rows"] == 0:
-        raise CommandError(
+        raise UserError(
             f"no label matches a logged request_id ({report['labels']} labels, "
             f"{report['logged_rows']} logged predictions)"
         )
@@ -332,9 +330,9 @@ def run_simulate(args: argparse.Namespace) -> int:
     from training.data import load_split
 
     if not 1 <= args.requests <= 10_000:
-        raise CommandError("--requests must be between 1 and 10000")
+        raise UserError("--requests must be between 1 and 10000")
     if not 1 <= args.batch <= 1000:
-        raise CommandError("--batch must be between 1 and 1000")
+        raise UserError("--batch must be between 1 and 1000")
     frame = shifted_rows(load_split().test, args.requests * args.batch, args.shift, args.seed)
     api_key = os.environ.get(args.api_key_env)
     headers = {"x-api-key": api_key} if api_key else {}
@@ -347,7 +345,7 @@ def run_simulate(args: argparse.Namespace) -> int:
                 return 0
             report = trigger_report(client)
     except httpx.HTTPError as exc:
-        raise CommandError(f"gateway {args.gateway}: {exc}") from None
+        raise UserError(f"gateway {args.gateway}: {exc}") from None
     if report is None or "dataset_drift" not in report:
         print(f"no drift report: {report}")
         return 0

@@ -1,8 +1,11 @@
 """The ``housing`` command: every flow of the project as a subcommand.
 
 Each command module exposes ``register(subparsers)``, adding its parser with
-``set_defaults(func=...)``. Modules import heavy libraries (TensorFlow, scikit-learn)
-inside their handlers, so ``housing --help`` stays fast.
+``set_defaults(func=...)``. The table names modules as strings, imported only when the
+parser is built, so this bottom-layer module imports nothing of the project and any layer
+(the local stack's trainer step, ``python -m service.model_server``) can run a command.
+Modules import heavy libraries (TensorFlow, scikit-learn) inside their handlers, so
+``housing --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -10,36 +13,32 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
+
+from core.errors import UserError
 
 # (group name or None for a top-level command, help text, modules that register into it)
 COMMANDS: list[tuple[str | None, str, list[str]]] = [
-    ("data", "fetch, verify and validate the dataset", ["pipelines.data_cmd"]),
+    ("data", "fetch, verify and validate the dataset", ["pipelines.data"]),
     (
         "train",
         "train, evaluate and export a model version",
         ["pipelines.train_keras", "pipelines.train_sklearn"],
     ),
-    (None, "", ["pipelines.batch_score", "pipelines.evaluate_cmd"]),
+    (None, "", ["pipelines.batch_score", "pipelines.evaluate"]),
     (
         "serve",
         "run the model server or the gateway",
-        ["service.model_server.cli", "service.stack", "service.gateway.cli"],
+        ["service.model_server.cli", "deploy.local.stack", "service.gateway.cli"],
     ),
-    ("monitor", "data drift and live performance", ["pipelines.monitor_cmd"]),
+    ("monitor", "data drift and live performance", ["pipelines.monitor"]),
     (
         "pipeline",
         "retrain, promote and roll back model versions",
-        ["pipelines.labels_cmd", "pipelines.retrain"],
+        ["pipelines.labels", "pipelines.retrain"],
     ),
     ("vertex", "deploy and run on Google Cloud Vertex AI", ["deploy.vertex.cli"]),
 ]
-
-# Errors whose message is enough for the user: one line, exit status 2.
-USER_ERRORS = (
-    "pipelines.common:CommandError",
-    "training.data:DataError",
-    "training.repository:RepositoryError",
-)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,26 +62,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def user_error_types() -> tuple[type[BaseException], ...]:
-    types = []
-    for spec in USER_ERRORS:
-        module, name = spec.split(":")
-        types.append(getattr(importlib.import_module(module), name))
-    return tuple(types)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    return run_handler(args.func, args, prog="housing")
+
+
+def run_handler(
+    func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace, prog: str
+) -> int:
+    """Run one command: a :class:`UserError` is one line on stderr and exit status 2."""
     try:
-        result = args.func(args)
+        result = func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:
-        if isinstance(exc, user_error_types()):
-            print(f"housing: error: {exc}", file=sys.stderr)
-            return 2
-        raise
+    except UserError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
     return int(result or 0)
 
 

@@ -30,9 +30,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from training.schema import EXAMPLE_INSTANCE, KERAS_MODEL, SKLEARN_MODEL
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from core.contract import EXAMPLE_INSTANCE, KERAS_MODEL, SKLEARN_MODEL
+from core.paths import REPO_ROOT
 
 TF_SERVING_IMAGE = "tensorflow/serving:2.19.1"
 TF_SERVING_GPU_IMAGE = f"{TF_SERVING_IMAGE}-gpu"
@@ -312,7 +311,7 @@ def has_model(models_dir: Path, name: str) -> bool:
 
 def housing_command() -> list[str]:
     """The ``housing`` CLI of this interpreter, whether or not the script is on PATH."""
-    return [sys.executable, "-m", "pipelines.cli"]
+    return [sys.executable, "-m", "core.cli"]
 
 
 def prepare(
@@ -325,7 +324,7 @@ def prepare(
 
     When every model is there, nothing needs the data, so a restart skips both steps.
     """
-    from pipelines.common import CommandError
+    from core.errors import UserError
 
     missing = []
     for name, kind in DEFAULT_MODELS:
@@ -334,7 +333,7 @@ def prepare(
         if has_model(models_dir, name):
             print(f"stack: reusing {name} from {models_dir / name}", flush=True)
         elif not train:
-            raise CommandError(f"no {name} model in {models_dir}; train it: housing train {kind}")
+            raise UserError(f"no {name} model in {models_dir}; train it: housing train {kind}")
         else:
             missing.append((name, kind))
     if not missing:
@@ -358,8 +357,8 @@ def fetch_storage_uri(uri: str, models_dir: Path) -> str:
     """
     from google.cloud import storage
 
+    from core.errors import UserError
     from deploy.vertex.gcs import split_uri
-    from pipelines.common import CommandError
     from training.repository import ModelRepository, RepositoryError, read_manifest
 
     bucket, prefix = split_uri(uri)
@@ -371,19 +370,19 @@ def fetch_storage_uri(uri: str, models_dir: Path) -> str:
         if not relative.parts or blob.name.endswith("/"):
             continue
         if ".." in relative.parts:
-            raise CommandError(f"refusing blob name {blob.name!r} under {uri}")
+            raise UserError(f"refusing blob name {blob.name!r} under {uri}")
         target = staging / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         blob.download_to_filename(str(target))
         count += 1
     if count == 0:
-        raise CommandError(f"no files under {uri}")
+        raise UserError(f"no files under {uri}")
     try:
         manifest = read_manifest(staging)
         name, version, platform = manifest["model"], int(manifest["version"]), manifest["platform"]
     except (OSError, ValueError, KeyError, TypeError, RepositoryError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise CommandError(f"{uri} is not a model version folder with a manifest: {exc}") from None
+        raise UserError(f"{uri} is not a model version folder with a manifest: {exc}") from None
     repo = ModelRepository(models_dir)
     destination = repo.version_dir(name, version)
     if destination.exists():
@@ -397,12 +396,12 @@ def fetch_storage_uri(uri: str, models_dir: Path) -> str:
 
 
 def run_step(argv: list[str], env: dict[str, str]) -> None:
-    from pipelines.common import CommandError
+    from core.errors import UserError
 
     result = subprocess.run(argv, env=env, cwd=REPO_ROOT, check=False)
     if result.returncode != 0:
-        shown = " ".join(argv[2:]).replace("pipelines.cli", "housing")
-        raise CommandError(f"`{shown}` failed with exit status {result.returncode}")
+        shown = " ".join(argv[2:]).replace("core.cli", "housing")
+        raise UserError(f"`{shown}` failed with exit status {result.returncode}")
 
 
 # ---- processes --------------------------------------------------------------------------
@@ -476,20 +475,20 @@ class Stack:
         return running
 
     def wait_ready(self, running: Running, deadline: float) -> None:
-        from pipelines.common import CommandError
+        from core.errors import UserError
 
         url = health_url(running.service, self.layout)
         while True:
             code = running.process.poll()
             if code is not None:
-                raise CommandError(
+                raise UserError(
                     f"{running.service.name} exited with status {code} during start-up; "
                     f"see {running.log_path}:\n{tail(running.log_path)}"
                 )
             if url is None or probe(url):
                 return
             if time.monotonic() > deadline:
-                raise CommandError(
+                raise UserError(
                     f"{running.service.name} not ready at {url} in time; see {running.log_path}:"
                     f"\n{tail(running.log_path)}"
                 )
@@ -533,7 +532,7 @@ class Stop(Exception):
 
 
 def run_stack(args: argparse.Namespace) -> int:
-    from pipelines.common import CommandError
+    from core.errors import UserError
 
     models_dir = args.models_dir.resolve()
     logs_dir = args.logs_dir.resolve()
@@ -561,7 +560,7 @@ def run_stack(args: argparse.Namespace) -> int:
     for service in services:
         for port in layout.ports[service.name].values():
             if port_in_use(port):
-                raise CommandError(
+                raise UserError(
                     f"port {port} ({service.name}) is in use; stop what holds it or pick "
                     "another with the --*-port flags"
                 )
@@ -587,7 +586,7 @@ def run_stack(args: argparse.Namespace) -> int:
             for running in stack.running:
                 code = running.process.poll()
                 if code is not None:
-                    raise CommandError(
+                    raise UserError(
                         f"{running.service.name} exited with status {code}; see "
                         f"{running.log_path}:\n{tail(running.log_path)}"
                     )
@@ -724,6 +723,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 if __name__ == "__main__":
-    from pipelines.cli import main
+    from core.cli import main
 
     sys.exit(main(["serve", "stack", *sys.argv[1:]]))

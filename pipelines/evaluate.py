@@ -14,14 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.common import CommandError, run_dir, write_results
+from core.errors import UserError
+from pipelines.common import run_dir, write_results
 
 RUN_NAME = "evaluate"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from core.contract import SKLEARN_MODEL
     from training.repository import DEFAULT_MODELS_DIR
-    from training.schema import SKLEARN_MODEL
 
     parser = subparsers.add_parser(
         "evaluate",
@@ -60,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     if args.permutation_repeats < 0:
-        raise CommandError("--permutation-repeats must be 0 or more")
+        raise UserError("--permutation-repeats must be 0 or more")
     results = evaluate(
         args.models_dir, args.model, args.version, args.permutation_repeats, args.runs_dir
     )
@@ -144,20 +145,20 @@ def evaluate(
     runs_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Score one version on the book's test split and write the results JSON."""
+    from core.contract import FEATURES, SKLEARN_MODEL
     from training.data import features_and_target, load_split
     from training.evaluation import regression_report
     from training.inference import load_predictor
     from training.repository import PLATFORM_SKLEARN, ModelRepository, load_sklearn_model
-    from training.schema import FEATURES, SKLEARN_MODEL
 
     model_name = model_name or SKLEARN_MODEL
     repository = ModelRepository(models_dir)
     versions = repository.versions(model_name)
     if not versions:
-        raise CommandError(f"no versions of {model_name!r} in {repository.root}")
+        raise UserError(f"no versions of {model_name!r} in {repository.root}")
     version = version if version is not None else versions[-1]
     if version not in versions:
-        raise CommandError(f"{model_name} has no version {version}; versions: {versions}")
+        raise UserError(f"{model_name} has no version {version}; versions: {versions}")
     version_dir = repository.version_dir(model_name, version)
     manifest = repository.manifest(model_name, version)
     model = None

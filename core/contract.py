@@ -41,6 +41,9 @@ NULLABLE_FEATURES: tuple[str, ...] = ("total_bedrooms",)
 SKLEARN_MODEL = "housing_sklearn"
 KERAS_MODEL = "housing_keras"
 
+# The version label that means "production": what every caller gets when it names no version.
+DEFAULT_LABEL = "stable"
+
 # The ▶ prediction signature shared by every served model.
 SIGNATURE_NAME = "serving_default"
 OUTPUT_NAME = "median_house_value"
