@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf import text_format
-from tensorflow_serving.config import model_server_config_pb2
 
 from core.contract import DEFAULT_LABEL
 from core.errors import UserError
 from core.paths import REPO_ROOT
+from core.tfserving_protos.tensorflow_serving.config import model_server_config_pb2
 from training.data import sha256_file
 
 DEFAULT_MODELS_DIR = Path(os.environ.get("HOUSING_MODELS_DIR", REPO_ROOT / "models"))
