@@ -83,7 +83,8 @@ def test_every_file_is_byte_identical_to_tensorflows() -> None:
 BOTH_ORDERS = """
 import sys
 def ours():
-    from core.tfserving_protos.tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    from core.tfserving_protos.tensorflow_serving.apis import predict_pb2
+    from core.tfserving_protos.tensorflow_serving.apis import prediction_service_pb2_grpc
     from core.tfserving_protos.tensorflow_serving.config import model_server_config_pb2
     return predict_pb2
 def tensorflows():
@@ -118,7 +119,8 @@ def test_importing_them_does_not_import_tensorflow() -> None:
     result = python(
         "import sys, core.tfserving\n"
         "from core.tfserving_protos.tensorflow_serving.config import model_server_config_pb2\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tensorflow_serving')))"
+        "roots = ('tensorflow', 'tensorflow_serving')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in roots))"
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
