@@ -63,6 +63,9 @@ class ServerOptions:
     model_base_path: Path | None = None
     batching: BatchingOptions | None = None
     prometheus_path: str | None = None
+    # HandleReloadConfigRequest: off unless enabled; then loopback only, or the secret.
+    reload_config: bool = False
+    reload_secret: bytes | None = field(default=None, repr=False)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
