@@ -18,9 +18,11 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from tests.model_server import artifacts
+from core.contract import KERAS_MODEL, SKLEARN_MODEL
+from load_tests.grpc_payloads import predict_request
+from load_tests.models import copy_version_atomically
 from tests.model_server.conftest import LIVE, METRICS_PATH
-from tests.model_server.helpers import metric_value, predict_request
+from tests.model_server.helpers import metric_value
 from training.repository import JOBLIB_NAME, read_config_file
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
@@ -69,20 +71,18 @@ def test_new_version_switches_without_failures_and_broken_one_is_reported(
     server, channel, models, split
 ):
     live_dir = models.root / LIVE
-    traffic = Traffic(server.target, predict_request(split.test.head(3), LIVE))
+    traffic = Traffic(server.address("grpc"), predict_request(split.test.head(3), LIVE))
     traffic.start()
     try:
         traffic.wait_for(1)
-        artifacts.copy_version_atomically(
-            models.repo.version_dir(artifacts.SKLEARN, 2), live_dir, 2
-        )
+        copy_version_atomically(models.repo.version_dir(SKLEARN_MODEL, 2), live_dir, 2)
         traffic.wait_for(2)
         assert traffic.versions and traffic.versions[-1] == 2, "version 2 never served"
         time.sleep(0.5)
 
         # A tampered version 3: its joblib no longer matches the manifest's SHA-256.
         staging = live_dir / ".incoming-3"
-        shutil.copytree(models.repo.version_dir(artifacts.SKLEARN, 2), staging)
+        shutil.copytree(models.repo.version_dir(SKLEARN_MODEL, 2), staging)
         broken = staging / JOBLIB_NAME
         broken.write_bytes(broken.read_bytes()[:1000])
         staging.rename(live_dir / "3")
@@ -110,7 +110,7 @@ def test_reload_config_adds_and_removes_models(channel, models, split):
     config = read_config_file(models.repo.config_path)
     alias = config.model_config_list.config.add()
     alias.name = "alias"
-    alias.base_path = str(models.root / artifacts.KERAS)
+    alias.base_path = str(models.root / KERAS_MODEL)
     alias.model_platform = "tensorflow"
     request = model_management_pb2.ReloadConfigRequest(config=config)
     try:
@@ -136,17 +136,17 @@ def test_reload_config_adds_and_removes_models(channel, models, split):
 
 async def test_concurrent_calls_are_merged_into_batches(server, split):
     def batches() -> tuple[float, float]:
-        text = httpx.get(server.rest_url + METRICS_PATH, timeout=30).text
-        labels = {"model": artifacts.KERAS, "version": "1"}
+        text = httpx.get(server.url("rest") + METRICS_PATH, timeout=30).text
+        labels = {"model": KERAS_MODEL, "version": "1"}
         return (
             metric_value(text, "model_server_batch_requests_count", **labels),
             metric_value(text, "model_server_batch_requests_sum", **labels),
         )
 
     calls_before, requests_before = batches()
-    async with grpc.aio.insecure_channel(server.target) as channel:
+    async with grpc.aio.insecure_channel(server.address("grpc")) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        request = predict_request(split.test.head(1), artifacts.KERAS)
+        request = predict_request(split.test.head(1), KERAS_MODEL)
         replies = await asyncio.gather(*(stub.Predict(request, timeout=30) for _ in range(24)))
     assert len(replies) == 24
     calls, requests = batches()
