@@ -96,6 +96,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "max_enqueued_batches, num_batch_threads)",
     )
     parser.add_argument(
+        "--enable_reload_config",
+        type=flag_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="accept HandleReloadConfigRequest (off by default): from loopback peers only, or "
+        "with --reload_secret_file from callers sending that secret",
+    )
+    parser.add_argument(
+        "--reload_secret_file",
+        type=Path,
+        help="file holding a shared secret (at least 16 bytes); with it, a reload must carry "
+        "the secret in the 'housing-reload-secret' gRPC metadata, from any peer",
+    )
+    parser.add_argument(
         "--monitoring_config_file",
         type=Path,
         help="MonitoringConfig text proto; prometheus_config { enable: true } serves metrics "
@@ -153,6 +168,13 @@ def options_from_args(args: argparse.Namespace):
         )
     elif args.batching_parameters_file:
         raise UserError("--batching_parameters_file needs --enable_batching")
+    reload_secret = None
+    if args.reload_secret_file:
+        if not args.enable_reload_config:
+            raise UserError("--reload_secret_file needs --enable_reload_config")
+        from service.model_server.control import read_secret_file
+
+        reload_secret = read_secret_file(args.reload_secret_file)
     prometheus_path = None
     if args.monitoring_config_file:
         prometheus_path = read_monitoring_config(args.monitoring_config_file)
@@ -174,6 +196,8 @@ def options_from_args(args: argparse.Namespace):
             max_request_bytes=args.max_request_bytes,
             max_concurrent_predicts=args.max_concurrent_predicts,
         ),
+        reload_config=args.enable_reload_config,
+        reload_secret=reload_secret,
     )
 
 

@@ -65,6 +65,9 @@ class ServerOptions:
     batching: BatchingOptions | None = None
     prometheus_path: str | None = None
     limits: RequestLimits = field(default_factory=RequestLimits)
+    # HandleReloadConfigRequest: off unless enabled; then loopback only, or the secret.
+    reload_config: bool = False
+    reload_secret: bytes | None = field(default=None, repr=False)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -15,6 +15,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from service.model_server.control import ReloadPolicy
 from service.model_server.errors import ServingError, invalid
 from service.model_server.limits import DEFAULT_MAX_ROWS
 from service.model_server.manager import ModelManager
@@ -104,9 +105,10 @@ def metadata_response(
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, manager: ModelManager, config_dir: Path):
+    def __init__(self, manager: ModelManager, config_dir: Path, reload_policy: ReloadPolicy):
         self.manager = manager
         self.config_dir = config_dir
+        self.reload_policy = reload_policy
 
     async def GetModelStatus(self, request, context):  # noqa: N802
         spec = request.model_spec
@@ -124,11 +126,16 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return get_model_status_pb2.GetModelStatusResponse(model_version_status=statuses)
 
     async def HandleReloadConfigRequest(self, request, context):  # noqa: N802
-        """Apply a new model list; like TF Serving, a failure is both in the body and the code."""
+        """Apply a new model list; like TF Serving, a failure is both in the body and the code.
+
+        Only when the reload policy allows the caller, and only inside the model repository.
+        """
         try:
+            metadata = {key: value for key, value in context.invocation_metadata() or ()}
+            self.reload_policy.authorize(context.peer(), metadata)
             if request.config.WhichOneof("config") != "model_config_list":
                 raise invalid("ReloadConfigRequest: only model_config_list is supported")
-            await self.manager.apply_config(request.config, self.config_dir)
+            await self.manager.apply_config(request.config, self.config_dir, confine=True)
         except ServingError as error:
             context.set_code(error.code)
             context.set_details(error.message)

@@ -25,6 +25,7 @@ from service.model_server.config import (
     load_model_config,
     single_model_config,
 )
+from service.model_server.control import ReloadPolicy
 from service.model_server.grpc_api import ModelService, PredictionService
 from service.model_server.limits import InflightLimit
 from service.model_server.manager import ModelManager
@@ -44,6 +45,16 @@ def initial_config(options: ServerOptions):
     if options.model_name and options.model_base_path is not None:
         return single_model_config(options.model_name, options.model_base_path), Path.cwd()
     raise ConfigError("give --model_config_file, or --model_name with --model_base_path")
+
+
+def repository_root(options: ServerOptions) -> Path | None:
+    """The folder a reloaded config's base paths must stay in: the config file's folder,
+    or in single-model mode the folder holding the model's folder."""
+    if options.model_config_file is not None:
+        return options.model_config_file.parent.resolve()
+    if options.model_base_path is not None:
+        return options.model_base_path.resolve().parent
+    return None
 
 
 class QuietUvicorn:
@@ -108,6 +119,7 @@ async def serve(options: ServerOptions) -> None:
     workers = options.batching.num_batch_threads if options.batching else (os.cpu_count() or 2)
     executor = ThreadPoolExecutor(max_workers=max(workers, 2), thread_name_prefix="model")
     manager = ModelManager(metrics, executor, options.batching)
+    manager.repository_root = repository_root(options)
     await manager.apply_config(config, config_dir)
     limits = options.limits
     predictor = DataPlane(manager, metrics, InflightLimit(limits.max_concurrent_predicts))
@@ -124,7 +136,10 @@ async def serve(options: ServerOptions) -> None:
         PredictionService(predictor, limits.max_rows), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        ModelService(manager, config_dir), server
+        ModelService(
+            manager, config_dir, ReloadPolicy(options.reload_config, options.reload_secret)
+        ),
+        server,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
