@@ -74,7 +74,12 @@ def test_new_version_under_load_has_zero_failed_requests(
     ("model", "corrupt", "expected"),
     [
         (SKLEARN_MODEL, models.tamper_joblib, "sha-256"),
-        (KERAS_MODEL, models.truncated_savedmodel, ""),
+        # The checksum matches (it was taken after truncation): parsing saved_model.pb fails.
+        (
+            KERAS_MODEL,
+            models.truncated_savedmodel,
+            "error parsing message with type 'tensorflow.savedmodel'",
+        ),
     ],
     ids=["tampered-joblib", "truncated-savedmodel"],
 )
