@@ -1,12 +1,14 @@
 """One models folder and two real server processes shared by the model server's tests.
 
 Main server: ``--model_config_file`` with both platforms, batching on (small queue, so the
-UNAVAILABLE path is reachable), Prometheus on, fast file polling. Second server: single-model
-mode (``--model_name``/``--model_base_path``), no batching, no REST.
+UNAVAILABLE path is reachable), Prometheus on, fast file polling, config reloads with a shared
+secret. Second server: single-model mode (``--model_name``/``--model_base_path``), no
+batching, no REST, bound on every interface with config reloads from loopback only.
 """
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,8 +64,16 @@ def models(tmp_path_factory, split) -> ModelsFolder:
 
 
 @pytest.fixture(scope="session")
-def servers(models, tmp_path_factory) -> Iterator[dict[str, artifacts.ServerProcess]]:
+def reload_secret() -> str:
+    return secrets.token_hex(16)
+
+
+@pytest.fixture(scope="session")
+def servers(
+    models, tmp_path_factory, reload_secret
+) -> Iterator[dict[str, artifacts.ServerProcess]]:
     folder = tmp_path_factory.mktemp("ms_config")
+    (folder / "reload.secret").write_text(reload_secret + "\n")
     (folder / "batching.config").write_text(BATCHING)
     (folder / "monitoring.config").write_text(
         f'prometheus_config {{ enable: true, path: "{METRICS_PATH}" }}\n'
@@ -74,6 +84,7 @@ def servers(models, tmp_path_factory) -> Iterator[dict[str, artifacts.ServerProc
                 f"--model_config_file={models.repo.config_path}",
                 "--file_system_poll_wait_seconds=0.3",
                 "--enable_reload_config",
+                f"--reload_secret_file={folder / 'reload.secret'}",
                 "--enable_batching",
                 f"--batching_parameters_file={folder / 'batching.config'}",
                 f"--monitoring_config_file={folder / 'monitoring.config'}",
@@ -84,6 +95,8 @@ def servers(models, tmp_path_factory) -> Iterator[dict[str, artifacts.ServerProc
             [
                 f"--model_name={artifacts.SKLEARN}",
                 f"--model_base_path={models.root / artifacts.SKLEARN}",
+                "--host=0.0.0.0",
+                "--enable_reload_config",
             ],
             folder / "single.log",
             rest=False,
