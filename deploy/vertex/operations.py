@@ -159,6 +159,9 @@ def plan_upload(
             serving_container_predict_route=f"/v1/models/{model}:predict",
             serving_container_health_route="/readyz",
             serving_container_ports=[GATEWAY_PORT],
+            # The gateway binds 0.0.0.0 in the container; Vertex AI authenticates callers at
+            # its endpoint (IAM), so the gateway's own API keys are explicitly waived.
+            serving_container_environment_variables={"HOUSING_ALLOW_UNAUTHENTICATED": "true"},
             **common,
         )
     else:

@@ -21,6 +21,9 @@ def test_sklearn_upload_uses_the_project_image_and_custom_container_routes(
     assert model.container_spec.predict_route == "/v1/models/housing_sklearn:predict"
     assert model.container_spec.health_route == "/readyz"
     assert [p.container_port for p in model.container_spec.ports] == [8000]
+    # the gateway listens on every interface behind Vertex AI's own authentication
+    env = {e.name: e.value for e in model.container_spec.env}
+    assert env == {"HOUSING_ALLOW_UNAUTHENTICATED": "true"}
     assert dict(model.labels) == {"model": "housing_sklearn", "version": "1"}
     names = {b.name for b in storage_client.list_blobs(BUCKET, prefix="housing/models/")}
     assert {
