@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from service.monitoring.monitor import DriftMonitor, MonitorSettings
+from service.monitoring.cards import card_router
+from service.monitoring.monitor import DriftMonitor, MonitorSettings, default_models_dir
 from service.monitoring.routes import drift_router
 
 from . import handlers, routes
@@ -59,6 +61,11 @@ def default_predictor(settings: GatewaySettings, metrics: GatewayMetrics) -> Gat
         ready_cache_seconds=settings.ready_cache_seconds,
         prediction_log_path=str(log_file) if log_file else None,
     )
+
+
+def models_dir_of(settings: GatewaySettings) -> Path:
+    """The model repository the gateway reads (cards, drift references)."""
+    return settings.models_dir or default_models_dir()
 
 
 def drift_monitor(settings: GatewaySettings, metrics: GatewayMetrics) -> DriftMonitor | None:
@@ -106,6 +113,7 @@ def create_app(
     app.state.predictor = active
     app.state.metrics = metrics
     app.include_router(routes.router)
+    app.include_router(card_router(models_dir_of(settings), settings.upstreams))
     if monitor is not None:
         app.include_router(drift_router(monitor))
     if settings.aip_predict_route:
