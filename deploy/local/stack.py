@@ -33,8 +33,6 @@ from typing import IO, Any
 from core.contract import EXAMPLE_INSTANCE, KERAS_MODEL, SKLEARN_MODEL
 from core.paths import REPO_ROOT
 
-TF_SERVING_IMAGE = "tensorflow/serving:2.19.1"
-TF_SERVING_GPU_IMAGE = f"{TF_SERVING_IMAGE}-gpu"
 PROMETHEUS_IMAGE = "prom/prometheus:v3.5.0"
 LOCUST_IMAGE = "locustio/locust:2.43.1"
 

@@ -73,6 +73,7 @@ def servers(models, tmp_path_factory) -> Iterator[dict[str, artifacts.ServerProc
             [
                 f"--model_config_file={models.repo.config_path}",
                 "--file_system_poll_wait_seconds=0.3",
+                "--enable_reload_config",
                 "--enable_batching",
                 f"--batching_parameters_file={folder / 'batching.config'}",
                 f"--monitoring_config_file={folder / 'monitoring.config'}",
