@@ -139,7 +139,8 @@ def tamper_joblib(repo: ModelRepository, name: str = SKLEARN_MODEL) -> int:
 
 
 def truncated_savedmodel(repo: ModelRepository) -> int:
-    """Publish a new SavedModel version whose saved_model.pb is cut in half."""
+    """Publish a new SavedModel version whose saved_model.pb is cut in half after its
+    manifest recorded the tree SHA-256 (the server refuses it before loading)."""
     source = repo.version_dir(KERAS_MODEL, repo.versions(KERAS_MODEL)[-1])
 
     def write(staging: Path) -> dict[str, Any]:
@@ -147,10 +148,7 @@ def truncated_savedmodel(repo: ModelRepository) -> int:
         (staging / "manifest.json").unlink()
         pb = staging / "saved_model.pb"
         pb.write_bytes(pb.read_bytes()[: pb.stat().st_size // 2])
-        return {
-            "framework": "tensorflow",
-            "artifact": {"path": ".", "sha256": tree_sha256(staging)},
-        }
+        return repo.manifest(KERAS_MODEL, int(source.name))
 
     version, _ = repo.publish(KERAS_MODEL, PLATFORM_TENSORFLOW, write)
     return version

@@ -21,8 +21,6 @@ from pathlib import Path
 from core.contract import KERAS_MODEL, SKLEARN_MODEL
 from core.paths import REPO_ROOT
 
-TF_SERVING_IMAGE = "tensorflow/serving:2.19.1"
-TF_SERVING_GPU_IMAGE = f"{TF_SERVING_IMAGE}-gpu"
 PROMETHEUS_IMAGE = "prom/prometheus:v3.5.0"
 LOCUST_IMAGE = "locustio/locust:2.43.1"
 

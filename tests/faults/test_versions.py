@@ -74,7 +74,7 @@ def test_new_version_under_load_has_zero_failed_requests(
     ("model", "corrupt", "expected"),
     [
         (SKLEARN_MODEL, models.tamper_joblib, "sha-256"),
-        (KERAS_MODEL, models.truncated_savedmodel, ""),
+        (KERAS_MODEL, models.truncated_savedmodel, "sha-256"),
     ],
     ids=["tampered-joblib", "truncated-savedmodel"],
 )

@@ -1,12 +1,14 @@
 """One models folder and two real server processes shared by the model server's tests.
 
 Main server: ``--model_config_file`` with both platforms, batching on (small queue, so the
-UNAVAILABLE path is reachable), Prometheus on, fast file polling. Second server: single-model
-mode (``--model_name``/``--model_base_path``), no batching, no REST.
+UNAVAILABLE path is reachable), Prometheus on, fast file polling, config reloads with a shared
+secret. Second server: single-model mode (``--model_name``/``--model_base_path``), no
+batching, no REST, bound on every interface with config reloads from loopback only.
 """
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,8 +67,14 @@ def models(tmp_path_factory, split) -> ModelsFolder:
 
 
 @pytest.fixture(scope="session")
-def servers(models, tmp_path_factory) -> Iterator[dict[str, ManagedProcess]]:
+def reload_secret() -> str:
+    return secrets.token_hex(16)
+
+
+@pytest.fixture(scope="session")
+def servers(models, tmp_path_factory, reload_secret) -> Iterator[dict[str, ManagedProcess]]:
     folder = tmp_path_factory.mktemp("ms_config")
+    (folder / "reload.secret").write_text(reload_secret + "\n")
     (folder / "batching.config").write_text(BATCHING)
     (folder / "monitoring.config").write_text(
         f'prometheus_config {{ enable: true, path: "{METRICS_PATH}" }}\n'
@@ -77,7 +85,11 @@ def servers(models, tmp_path_factory) -> Iterator[dict[str, ManagedProcess]]:
             folder / "main.log",
             batching_file=folder / "batching.config",
             poll_seconds=0.3,
-            extra=[f"--monitoring_config_file={folder / 'monitoring.config'}"],
+            extra=[
+                "--enable_reload_config",
+                f"--reload_secret_file={folder / 'reload.secret'}",
+                f"--monitoring_config_file={folder / 'monitoring.config'}",
+            ],
         ),
         "single": stack.model_server(
             None,
@@ -86,6 +98,8 @@ def servers(models, tmp_path_factory) -> Iterator[dict[str, ManagedProcess]]:
             extra=[
                 f"--model_name={SKLEARN_MODEL}",
                 f"--model_base_path={models.root / SKLEARN_MODEL}",
+                "--enable_reload_config",
+                "--host=0.0.0.0",  # last --host wins: reachable from a non-loopback peer
             ],
         ),
     }

@@ -81,12 +81,12 @@ def test_promote_and_rollback_switch_a_running_server_without_errors(repo, split
     with server:
         stack.serving(server)
         target = server.address("grpc")
-        waiter = promotion.grpc_load_waiter(target, timeout=60)
+        watch = promotion.GrpcServerWatch(target, timeout=60)
         with StableTraffic(target, split.test.head(3)) as traffic:
             traffic.wait_for(1)
-            promotion.promote(repo, MODEL, 2, wait=waiter)
+            promotion.promote(repo, MODEL, 2, watch=watch)
             traffic.wait_for(2)
-            promotion.rollback(repo, MODEL, wait=waiter)
+            promotion.rollback(repo, MODEL, watch=watch)
             traffic.wait_for(1)
         assert traffic.failures == []
         assert len(traffic.served) > 20
