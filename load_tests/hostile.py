@@ -384,18 +384,19 @@ def stack_model_server(models_dir: Path, logs_dir: Path, model: str) -> Iterator
     """The project's model server started exactly as ``housing serve stack`` starts it
     (same flags, batching and monitoring files), on free loopback ports."""
     from core.process import free_port
-    from deploy.local.stack import SERVICES, Stack, local_layout
+    from deploy.local.services import SERVICES, local_layout
+    from deploy.local.supervisor import Supervisor
 
     ports = {"grpc": free_port(), "rest": free_port()}
     layout = local_layout(models_dir, logs_dir, ports={"model-server": ports}, served=(model,))
-    stack = Stack(layout, [SERVICES["model-server"]])
+    service = SERVICES["model-server"]
+    supervisor = Supervisor(layout, [service])
     try:
-        service = SERVICES["model-server"]
-        running = stack.start(service)
-        stack.wait_ready(running, service, time.monotonic() + 180)
-        yield Target(f"127.0.0.1:{ports['grpc']}", f"http://127.0.0.1:{ports['rest']}", running.pid)
+        process = supervisor.start(service)
+        supervisor.wait_ready(process, service, time.monotonic() + 180)
+        yield Target(f"127.0.0.1:{ports['grpc']}", f"http://127.0.0.1:{ports['rest']}", process.pid)
     finally:
-        stack.stop()
+        supervisor.stop()
 
 
 def print_report(report: Report) -> None:
