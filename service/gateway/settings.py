@@ -66,10 +66,12 @@ class GatewaySettings(BaseSettings):
     can scrape an authenticated gateway without a key that can predict. API keys work too."""
 
     deadline_seconds: float = Field(default=5.0, gt=0, le=300)
-    """gRPC deadline of every upstream call (retries included)."""
+    """Deadline budget of one request: every upstream attempt, retry, label fallback and
+    redo, and the prediction-log commit wait, all together."""
 
     retries: int = Field(default=2, ge=0, le=10)
-    """Extra attempts after an UNAVAILABLE upstream answer (no other code is retried)."""
+    """Extra attempts after an UNAVAILABLE upstream answer (no other code is retried), within
+    the deadline and a retry budget (retries at most a tenth of recent calls)."""
 
     retry_backoff_seconds: float = Field(default=0.05, ge=0, le=10)
     """First backoff between retries; doubles on each attempt, with jitter."""
