@@ -19,9 +19,11 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from core.contract import FEATURES, SKLEARN_MODEL
+from load_tests import stack
+from load_tests.grpc_payloads import predict_request, wire_frame
 from pipelines.train_sklearn import train_sklearn
 from service.model_server.servables import SklearnServable
-from tests.model_server import artifacts, helpers
+from tests.model_server.helpers import metric_value
 from training.compiled import COMPILED_NAME, FORM_COMPILED, FORM_PLAN
 from training.data import sha256_file
 from training.repository import MANIFEST_NAME, ModelRepository, load_sklearn_model
@@ -144,31 +146,31 @@ def test_the_server_reports_the_form_of_each_version(versions, tmp_path, split):
     repo.write_config(config)
     monitoring = tmp_path / "monitoring.config"
     monitoring.write_text('prometheus_config { enable: true, path: "/metrics" }\n')
-    server = artifacts.ServerProcess(
-        [f"--model_config_file={repo.config_path}", f"--monitoring_config_file={monitoring}"],
+    server = stack.model_server(
+        repo.config_path,
         tmp_path / "server.log",
+        extra=[f"--monitoring_config_file={monitoring}"],
     )
-    try:
-        server.wait_ready()
+    with server.start():
+        stack.serving(server)
         import grpc
         import httpx
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
         frame = split.test.iloc[:20]
-        with grpc.insecure_channel(server.target) as channel:
+        with grpc.insecure_channel(server.address("grpc")) as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
             for version in (1, 2):
                 reply = stub.Predict(
-                    helpers.predict_request(frame, SKLEARN_MODEL, version=version), timeout=30
+                    predict_request(frame, SKLEARN_MODEL, version=version), timeout=30
                 )
                 values = np.asarray(reply.outputs["median_house_value"].float_val)
-                expected = load_sklearn_model(versions[version]).predict(helpers.wire_frame(frame))
+                expected = load_sklearn_model(versions[version]).predict(wire_frame(frame))
                 np.testing.assert_allclose(values, expected, rtol=1e-5)
-        text = httpx.get(f"{server.rest_url}/metrics", timeout=10).text
-        form = "model_server_version_form"
-        assert helpers.metric_value(text, form, version="1", form=FORM_COMPILED) == 1
-        assert helpers.metric_value(text, form, version="2", form=FORM_PLAN) == 1
-        assert helpers.metric_value(text, form, version="2", form=FORM_COMPILED) == 0
-    finally:
-        server.stop()
-    assert "version 2 serves the plan form: compiled trees disagree" in server.log_path.read_text()
+        text = httpx.get(f"{server.url('rest')}/metrics", timeout=10).text
+        log_text = server.log_text()
+    form = "model_server_version_form"
+    assert metric_value(text, form, version="1", form=FORM_COMPILED) == 1
+    assert metric_value(text, form, version="2", form=FORM_PLAN) == 1
+    assert metric_value(text, form, version="2", form=FORM_COMPILED) == 0
+    assert "version 2 serves the plan form: compiled trees disagree" in log_text
