@@ -188,6 +188,8 @@ def grpc_corpus() -> list[GrpcCase]:
         GrpcCase("unknown label", Code.INVALID_ARGUMENT, changed(spec(version_label="gold"))),
         GrpcCase("unknown output in output_filter", Code.INVALID_ARGUMENT,
                  changed(lambda r: r.output_filter.append("price"))),
+        GrpcCase("bytes that are not a PredictRequest", Code.INVALID_ARGUMENT,
+                 lambda model: b"\xff\xff\xff\xff"),
         GrpcCase("40 MB message", Code.RESOURCE_EXHAUSTED,
                  changed(set_input(CATEGORICAL_FEATURE,
                                    tensor([b"x" * BIG_BYTES], types_pb2.DT_STRING)))),
