@@ -25,11 +25,11 @@ COMMANDS: list[tuple[str | None, str, list[str]]] = [
         "train, evaluate and export a model version",
         ["pipelines.train_keras", "pipelines.train_sklearn"],
     ),
-    (None, "", ["pipelines.batch_score", "pipelines.evaluate"]),
+    (None, "", ["pipelines.batch_score", "pipelines.evaluate", "pipelines.model_card"]),
     (
         "serve",
         "run the model server or the gateway",
-        ["service.model_server.cli", "deploy.local.stack", "service.gateway.cli"],
+        ["service.model_server.cli", "deploy.local.cli", "service.gateway.cli"],
     ),
     ("monitor", "data drift and live performance", ["pipelines.monitor"]),
     (

@@ -391,20 +391,20 @@ class Target:
 def stack_model_server(models_dir: Path, logs_dir: Path, model: str) -> Iterator[Target]:
     """The project's model server started exactly as ``housing serve stack`` starts it
     (same flags, batching and monitoring files), on free loopback ports."""
-    from deploy.local.stack import SERVICES, Stack, local_layout
-    from load_tests.stack import free_port
+    from core.process import free_port
+    from deploy.local.services import SERVICES, local_layout
+    from deploy.local.supervisor import Supervisor
 
     ports = {"grpc": free_port(), "rest": free_port()}
     layout = local_layout(models_dir, logs_dir, ports={"model-server": ports}, served=(model,))
-    stack = Stack(layout, [SERVICES["model-server"]])
+    service = SERVICES["model-server"]
+    supervisor = Supervisor(layout, [service])
     try:
-        running = stack.start(SERVICES["model-server"])
-        stack.wait_ready(running, time.monotonic() + 180)
-        yield Target(
-            f"127.0.0.1:{ports['grpc']}", f"http://127.0.0.1:{ports['rest']}", running.process.pid
-        )
+        process = supervisor.start(service)
+        supervisor.wait_ready(process, service, time.monotonic() + 180)
+        yield Target(f"127.0.0.1:{ports['grpc']}", f"http://127.0.0.1:{ports['rest']}", process.pid)
     finally:
-        stack.stop()
+        supervisor.stop()
 
 
 def print_report(report: Report) -> None:

@@ -17,6 +17,7 @@ from prometheus_client import multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.contract import EXAMPLE_INSTANCE, SKLEARN_MODEL
+from core.process import ManagedProcess, http_ok
 from load_tests import models, stack
 from service.prediction_log import read_window
 from training.repository import ModelRepository
@@ -30,7 +31,7 @@ ROUTE = "/v1/predict"
 @dataclass
 class TwoWorkers:
     url: str
-    gateway: stack.ManagedProcess
+    gateway: ManagedProcess
     log_path: Path
     metrics_dir: Path
 
@@ -45,7 +46,7 @@ def two_workers(tmp_path_factory: pytest.TempPathFactory, split) -> Iterator[Two
     metrics_dir.mkdir()
     (metrics_dir / "counter_1.db").write_bytes(b"stale")  # a previous run's file: removed
     gateway = stack.gateway(
-        {SKLEARN_MODEL: f"{stack.LOOPBACK}:{server.ports['grpc']}"},
+        {SKLEARN_MODEL: server.address("grpc")},
         root / "gateway.log",
         env={
             "HOUSING_PREDICTION_LOG_PATH": str(log_path),
@@ -55,10 +56,10 @@ def two_workers(tmp_path_factory: pytest.TempPathFactory, split) -> Iterator[Two
         extra=["--workers", "2"],
     )
     try:
-        rest = stack.base_url(server, "rest")
-        server.start().wait_ready(stack.http_ok(f"{rest}/v1/models/{SKLEARN_MODEL}"), 120)
-        url = stack.base_url(gateway)
-        gateway.start().wait_ready(stack.http_ok(f"{url}/readyz"), 120)
+        rest = server.url("rest")
+        server.start().wait_ready(http_ok(f"{rest}/v1/models/{SKLEARN_MODEL}"), 120)
+        url = gateway.url()
+        gateway.start().wait_ready(http_ok(f"{url}/readyz"), 120)
         yield TwoWorkers(url, gateway, log_path, metrics_dir)
     finally:
         gateway.stop()
