@@ -10,6 +10,7 @@ predictions to the prediction log before the answer is acknowledged.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import math
@@ -21,7 +22,7 @@ from typing import Protocol
 import grpc
 
 from core.contract import FEATURES
-from service.prediction_log import PredictionLog, PredictionRecord
+from service.prediction_log import PredictionLog, PredictionRecord, Retention
 
 from .errors import GatewayError, InvalidInput, ModelNotFound, UpstreamError
 from .metrics import GatewayMetrics
@@ -57,6 +58,8 @@ class PredictionResult:
 class ReadinessResult:
     ready: bool
     models: dict[str, str]
+    warnings: tuple[str, ...] = ()
+    """What is wrong but does not stop serving (e.g. the prediction log cannot write)."""
 
 
 class Predictor(Protocol):
@@ -105,6 +108,7 @@ class GatewayPredictor:
         canary_percent: float = 0.0,
         ready_cache_seconds: float = 1.0,
         prediction_log_path: str | None = None,
+        prediction_log_retention: Retention | None = None,
     ) -> None:
         self.upstream = upstream
         self.routes = dict(routes)
@@ -114,6 +118,7 @@ class GatewayPredictor:
         self.canary_percent = canary_percent
         self.ready_cache_seconds = ready_cache_seconds
         self.prediction_log_path = prediction_log_path
+        self.prediction_log_retention = prediction_log_retention
         self.prediction_log: PredictionLog | None = None
         self._labels_missing: dict[tuple[str, str], float] = {}
         self._ready: tuple[float, ReadinessResult] | None = None
@@ -121,7 +126,9 @@ class GatewayPredictor:
     async def start(self) -> None:
         await self.upstream.start()
         if self.prediction_log_path:
-            self.prediction_log = await asyncio.to_thread(PredictionLog, self.prediction_log_path)
+            self.prediction_log = await asyncio.to_thread(
+                PredictionLog, self.prediction_log_path, retention=self.prediction_log_retention
+            )
 
     async def close(self) -> None:
         await self.upstream.close()
@@ -288,8 +295,18 @@ class GatewayPredictor:
         self._check_model(model)
         return await self.upstream.model_status(model, request_id)
 
+    def _warnings(self) -> tuple[str, ...]:
+        warning = self.prediction_log.warning() if self.prediction_log is not None else None
+        return (warning,) if warning else ()
+
     async def readiness(self, request_id: str) -> ReadinessResult:
-        """Ready when every routed model has an AVAILABLE version; cached briefly."""
+        """Ready when every routed model has an AVAILABLE version (cached briefly), with
+        the current warnings."""
+        result = await self._model_readiness(request_id)
+        warnings = self._warnings()
+        return dataclasses.replace(result, warnings=warnings) if warnings else result
+
+    async def _model_readiness(self, request_id: str) -> ReadinessResult:
         now = time.monotonic()
         if self._ready is not None and self._ready[0] > now:
             return self._ready[1]

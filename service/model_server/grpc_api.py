@@ -17,9 +17,10 @@ from tensorflow_serving.apis import (
 
 from service.model_server.control import ReloadPolicy
 from service.model_server.errors import ServingError, invalid
+from service.model_server.limits import DEFAULT_MAX_ROWS
 from service.model_server.manager import ModelManager
 from service.model_server.predict import DataPlane
-from service.model_server.tensors import from_numpy, to_numpy
+from service.model_server.tensors import decode_inputs, from_numpy
 
 SIGNATURE_DEF_FIELD = "signature_def"
 
@@ -38,20 +39,20 @@ async def abort(context: grpc.aio.ServicerContext, error: ServingError) -> None:
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, predictor: DataPlane):
+    def __init__(self, predictor: DataPlane, max_rows: int = DEFAULT_MAX_ROWS):
         self.predictor = predictor
+        self.max_rows = max_rows
 
     async def Predict(self, request: predict_pb2.PredictRequest, context):  # noqa: N802
         spec = request.model_spec
         try:
             version, label = version_choice(spec)
-            inputs = {name: to_numpy(name, tensor) for name, tensor in request.inputs.items()}
             result = await self.predictor.predict(
                 spec.name,
                 version,
                 label,
                 spec.signature_name,
-                inputs,
+                lambda signature: decode_inputs(request.inputs, signature, self.max_rows),
                 list(request.output_filter),
                 "grpc",
             )

@@ -24,10 +24,12 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
+from core.contract import KERAS_MODEL, SKLEARN_MODEL
+from load_tests.grpc_payloads import predict_request
+from load_tests.models import copy_version_atomically
 from service.model_server.control import SECRET_METADATA
-from tests.model_server import artifacts
 from tests.model_server.conftest import LIVE, METRICS_PATH
-from tests.model_server.helpers import metric_value, predict_request
+from tests.model_server.helpers import metric_value
 from training.repository import JOBLIB_NAME, read_config_file
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
@@ -76,20 +78,18 @@ def test_new_version_switches_without_failures_and_broken_one_is_reported(
     server, channel, models, split
 ):
     live_dir = models.root / LIVE
-    traffic = Traffic(server.target, predict_request(split.test.head(3), LIVE))
+    traffic = Traffic(server.address("grpc"), predict_request(split.test.head(3), LIVE))
     traffic.start()
     try:
         traffic.wait_for(1)
-        artifacts.copy_version_atomically(
-            models.repo.version_dir(artifacts.SKLEARN, 2), live_dir, 2
-        )
+        copy_version_atomically(models.repo.version_dir(SKLEARN_MODEL, 2), live_dir, 2)
         traffic.wait_for(2)
         assert traffic.versions and traffic.versions[-1] == 2, "version 2 never served"
         time.sleep(0.5)
 
         # A tampered version 3: its joblib no longer matches the manifest's SHA-256.
         staging = live_dir / ".incoming-3"
-        shutil.copytree(models.repo.version_dir(artifacts.SKLEARN, 2), staging)
+        shutil.copytree(models.repo.version_dir(SKLEARN_MODEL, 2), staging)
         broken = staging / JOBLIB_NAME
         broken.write_bytes(broken.read_bytes()[:1000])
         staging.rename(live_dir / "3")
@@ -134,7 +134,7 @@ def test_reload_config_adds_and_removes_models(channel, models, split, reload_se
     config = read_config_file(models.repo.config_path)
     alias = config.model_config_list.config.add()
     alias.name = "alias"
-    alias.base_path = str(models.root / artifacts.KERAS)
+    alias.base_path = str(models.root / KERAS_MODEL)
     alias.model_platform = "tensorflow"
     try:
         assert reload(channel, config, reload_secret).status.error_code == 0
@@ -157,7 +157,7 @@ def test_reload_config_adds_and_removes_models(channel, models, split, reload_se
 def test_reload_without_the_shared_secret_is_refused(channel, models, split):
     config = read_config_file(models.repo.config_path)
     config.model_config_list.config.add(
-        name="intruder", base_path=artifacts.SKLEARN, model_platform="sklearn"
+        name="intruder", base_path=SKLEARN_MODEL, model_platform="sklearn"
     )
     for secret in (None, "wrong-secret-of-enough-length"):
         error = refused(lambda secret=secret: reload(channel, config, secret, timeout=30))
@@ -172,7 +172,7 @@ def test_reload_without_the_shared_secret_is_refused(channel, models, split):
 def outside_version(models, tmp_path) -> Path:
     """A valid model folder outside the model repository (it would load if allowed)."""
     outside = tmp_path / "elsewhere"
-    shutil.copytree(models.repo.version_dir(artifacts.SKLEARN, 1), outside / "1")
+    shutil.copytree(models.repo.version_dir(SKLEARN_MODEL, 1), outside / "1")
     return outside
 
 
@@ -241,8 +241,8 @@ def test_reload_from_a_non_loopback_peer_is_refused(servers, models):
         pytest.skip("this host has no non-loopback IPv4 address to connect from")
     config = model_server_config_pb2.ModelServerConfig()
     config.model_config_list.config.add(
-        name=artifacts.SKLEARN,
-        base_path=str(models.root / artifacts.SKLEARN),
+        name=SKLEARN_MODEL,
+        base_path=str(models.root / SKLEARN_MODEL),
         model_platform="sklearn",
     )
     with grpc.insecure_channel(f"{address}:{single.port}") as remote:
@@ -265,7 +265,7 @@ def test_a_label_moves_only_once_its_version_is_available(channel, models, reloa
     """A config naming a version that is not loaded yet keeps the label where it was."""
     name = "housing_labelled"
     folder = models.root / name
-    shutil.copytree(models.repo.version_dir(artifacts.SKLEARN, 1), folder / "1")
+    shutil.copytree(models.repo.version_dir(SKLEARN_MODEL, 1), folder / "1")
 
     def config_with(stable: int):
         config = read_config_file(models.repo.config_path)
@@ -282,7 +282,7 @@ def test_a_label_moves_only_once_its_version_is_available(channel, models, reloa
         assert reload(channel, config_with(2), reload_secret).status.error_code == 0
         time.sleep(1.0)  # several file polls: version 2 does not exist yet
         assert label_version(channel, name, "stable") == 1
-        artifacts.copy_version_atomically(models.repo.version_dir(artifacts.SKLEARN, 2), folder, 2)
+        copy_version_atomically(models.repo.version_dir(SKLEARN_MODEL, 2), folder, 2)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and label_version(channel, name, "stable") != 2:
             time.sleep(0.1)
@@ -294,17 +294,17 @@ def test_a_label_moves_only_once_its_version_is_available(channel, models, reloa
 
 async def test_concurrent_calls_are_merged_into_batches(server, split):
     def batches() -> tuple[float, float]:
-        text = httpx.get(server.rest_url + METRICS_PATH, timeout=30).text
-        labels = {"model": artifacts.KERAS, "version": "1"}
+        text = httpx.get(server.url("rest") + METRICS_PATH, timeout=30).text
+        labels = {"model": KERAS_MODEL, "version": "1"}
         return (
             metric_value(text, "model_server_batch_requests_count", **labels),
             metric_value(text, "model_server_batch_requests_sum", **labels),
         )
 
     calls_before, requests_before = batches()
-    async with grpc.aio.insecure_channel(server.target) as channel:
+    async with grpc.aio.insecure_channel(server.address("grpc")) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        request = predict_request(split.test.head(1), artifacts.KERAS)
+        request = predict_request(split.test.head(1), KERAS_MODEL)
         replies = await asyncio.gather(*(stub.Predict(request, timeout=30) for _ in range(24)))
     assert len(replies) == 24
     calls, requests = batches()
