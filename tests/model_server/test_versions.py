@@ -245,11 +245,11 @@ def test_reload_from_a_non_loopback_peer_is_refused(servers, models):
         base_path=str(models.root / SKLEARN_MODEL),
         model_platform="sklearn",
     )
-    with grpc.insecure_channel(f"{address}:{single.port}") as remote:
+    with grpc.insecure_channel(f"{address}:{single.ports['grpc']}") as remote:
         error = refused(lambda: reload(remote, config, None, timeout=30))
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "only from loopback" in error.details()
-    with grpc.insecure_channel(single.target) as local:
+    with grpc.insecure_channel(single.address("grpc")) as local:
         assert reload(local, config, None).status.error_code == 0
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from core.cli import main
 from core.contract import SKLEARN_MODEL
+from core.process import ManagedProcess, http_ok
 from load_tests import models, stack
 from pipelines import promotion
 from service.gateway.predictor import LABELS_MISSING_TTL
@@ -30,15 +31,15 @@ PROMOTED = "housing_promoted"  # a second model on the same stack, with a stable
 @dataclass
 class Stack:
     repo: ModelRepository
-    server: stack.ManagedProcess
-    gateway: stack.ManagedProcess
+    server: ManagedProcess
+    gateway: ManagedProcess
 
     def predict_url(self, model: str) -> str:
-        return f"{stack.base_url(self.gateway)}/v1/models/{model}:predict"
+        return f"{self.gateway.url()}/v1/models/{model}:predict"
 
     @property
     def grpc_target(self) -> str:
-        return f"{stack.LOOPBACK}:{self.server.ports['grpc']}"
+        return self.server.address("grpc")
 
 
 def two_versions(repo: ModelRepository, name: str, fitted) -> None:
@@ -67,15 +68,14 @@ def live(split, tmp_path_factory) -> Iterator[Stack]:
     ).start()
     gateway = None
     try:
-        rest = stack.base_url(server, "rest")
-        server.wait_ready(stack.http_ok(f"{rest}/v1/models/{PROMOTED}"), READY_TIMEOUT)
-        target = f"{stack.LOOPBACK}:{server.ports['grpc']}"
+        stack.serving(server, READY_TIMEOUT)
+        target = server.address("grpc")
         gateway = stack.gateway(
             {SKLEARN_MODEL: target, PROMOTED: target},
             logs / "gateway.log",
             extra=["--canary-percent", str(CANARY_PERCENT)],
         ).start()
-        gateway.wait_ready(stack.http_ok(f"{stack.base_url(gateway)}/readyz"), READY_TIMEOUT)
+        gateway.wait_ready(http_ok(f"{gateway.url()}/readyz"), READY_TIMEOUT)
         yield Stack(repo, server, gateway)
     finally:
         if gateway is not None:
