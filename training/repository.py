@@ -342,11 +342,17 @@ class ModelRepository:
     def default_version(self, name: str) -> int | None:
         """The one answer to "which version?" when none is named: the ``stable`` label, else
         (a model without labels) the highest version its policy serves, as a server would."""
+        return self.default_choice(name)[0]
+
+    def default_choice(self, name: str) -> tuple[int | None, str]:
+        """``default_version`` and why, in words to print or record next to it."""
         labels = self.labels(name)
         if DEFAULT_LABEL in labels:
-            return int(labels[DEFAULT_LABEL])
+            return int(labels[DEFAULT_LABEL]), f"the {DEFAULT_LABEL!r} label"
         served = self.served_versions(name)
-        return max(served) if served else None
+        if not served:
+            return None, "no version is served"
+        return max(served), f"no {DEFAULT_LABEL!r} label: the highest version its policy serves"
 
     def set_label(self, name: str, label: str, version: int) -> None:
         if version not in self.versions(name):
