@@ -54,7 +54,7 @@ class Retention:
     max_age_seconds: float = 30 * DAY
     max_rows: int = 5_000_000
     every_seconds: float = 60.0
-    max_deletes: int = 20_000
+    max_deletes: int = 5_000
     catch_up_seconds: float = 1.0
 
 
