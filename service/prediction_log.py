@@ -93,7 +93,11 @@ def connect(path: Path | str, busy_timeout: float = 30.0) -> sqlite3.Connection:
 
 
 class PredictionLog:
-    """Queue records from any thread; a writer thread commits them in batches."""
+    """Queue records from any thread; a writer thread commits them in batches.
+
+    ``busy_timeout``: how long a commit waits for another writer (another worker) before
+    it counts as failed; requests wait for their commit, so this bounds a locked file's cost.
+    """
 
     def __init__(
         self,
@@ -101,7 +105,7 @@ class PredictionLog:
         max_queue: int = 100_000,
         max_batch: int = 5_000,
         retention: Retention | None = None,
-        busy_timeout: float = 30.0,
+        busy_timeout: float = 5.0,
     ):
         self.path = Path(path)
         self.max_batch = max_batch
