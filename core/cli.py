@@ -25,7 +25,7 @@ COMMANDS: list[tuple[str | None, str, list[str]]] = [
         "train, evaluate and export a model version",
         ["pipelines.train_keras", "pipelines.train_sklearn"],
     ),
-    (None, "", ["pipelines.batch_score", "pipelines.evaluate"]),
+    (None, "", ["pipelines.batch_score", "pipelines.evaluate", "pipelines.model_card"]),
     (
         "serve",
         "run the model server or the gateway",

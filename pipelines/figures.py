@@ -48,6 +48,10 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+def escape(text: object) -> str:
+    return html.escape(str(text))
+
+
 def table_html(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """An HTML table; every cell escaped."""
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)

@@ -43,6 +43,8 @@ TFSERVING_CONFIG_NAME = "tfserving.config"
 TFSERVING_MOUNT = "/models"
 MANIFEST_NAME = "manifest.json"
 JOBLIB_NAME = "model.joblib"
+# A version's model card (``housing model-card``): documentation, not part of the artifact.
+CARD_DIR = "card"
 
 # model_platform values: TF Serving's own, and the project's name for joblib pipelines.
 PLATFORM_TENSORFLOW = "tensorflow"
@@ -87,12 +89,15 @@ def version_numbers(model_dir: Path) -> list[int]:
     return sorted(found)
 
 
-def tree_sha256(directory: Path, exclude: tuple[str, ...] = (MANIFEST_NAME,)) -> str:
-    """One digest for a folder artifact (a SavedModel): relative paths and file digests."""
+def tree_sha256(
+    directory: Path, exclude: tuple[str, ...] = (MANIFEST_NAME, CARD_DIR)
+) -> str:
+    """One digest for a folder artifact (a SavedModel): relative paths and file digests.
+    ``exclude`` names files or top-level folders left out (the manifest, the model card)."""
     digest = hashlib.sha256()
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         relative = path.relative_to(directory).as_posix()
-        if relative in exclude:
+        if relative in exclude or relative.split("/", 1)[0] in exclude:
             continue
         digest.update(f"{relative}\0{sha256_file(path)}\n".encode())
     return digest.hexdigest()

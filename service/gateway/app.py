@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from service.monitoring.monitor import DriftMonitor, MonitorSettings
+from service.monitoring.cards import card_router
+from service.monitoring.monitor import DriftMonitor, MonitorSettings, default_models_dir
 from service.monitoring.routes import drift_router
 from service.prediction_log import DAY, Retention
 
@@ -68,6 +70,11 @@ def default_predictor(settings: GatewaySettings, metrics: GatewayMetrics) -> Gat
     )
 
 
+def models_dir_of(settings: GatewaySettings) -> Path:
+    """The model repository the gateway reads (cards, drift references)."""
+    return settings.models_dir or default_models_dir()
+
+
 def drift_monitor(settings: GatewaySettings, metrics: GatewayMetrics) -> DriftMonitor | None:
     """The drift monitor over this gateway's prediction log (none when the log is off)."""
     log_file = settings.prediction_log_file
@@ -113,6 +120,7 @@ def create_app(
     app.state.predictor = active
     app.state.metrics = metrics
     app.include_router(routes.router)
+    app.include_router(card_router(models_dir_of(settings), settings.upstreams))
     if monitor is not None:
         app.include_router(drift_router(monitor))
     if settings.aip_predict_route:
