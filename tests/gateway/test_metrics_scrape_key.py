@@ -11,15 +11,16 @@ import httpx
 import pytest
 import yaml
 
-from load_tests import stack
+from core.process import LOOPBACK, ManagedProcess, free_port, http_ok
+from load_tests import stack as launch
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 
 @pytest.mark.skipif(not Path(PROMETHEUS).exists(), reason="the prometheus server is not installed")
 def test_prometheus_scrapes_an_authenticated_gateway_with_a_scrape_key(tmp_path: Path) -> None:
-    gateway = stack.gateway(
-        {"housing_sklearn": f"{stack.LOOPBACK}:{stack.free_port()}"},  # no upstream needed
+    gateway = launch.gateway(
+        {"housing_sklearn": f"{LOOPBACK}:{free_port()}"},  # no upstream needed
         tmp_path / "gateway.log",
         env={
             "HOUSING_API_KEYS": '["predict-key"]',
@@ -27,10 +28,10 @@ def test_prometheus_scrapes_an_authenticated_gateway_with_a_scrape_key(tmp_path:
             "HOUSING_PREDICTION_LOG_PATH": "",
         },
     )
-    target = f"{stack.LOOPBACK}:{gateway.ports['http']}"
+    target = gateway.address("http")
     key_file = tmp_path / "scrape.key"
     key_file.write_text("scrape-key\n")
-    port = stack.free_port()
+    port = free_port()
     config = {
         "global": {"scrape_interval": "1s"},
         "scrape_configs": [
@@ -43,30 +44,34 @@ def test_prometheus_scrapes_an_authenticated_gateway_with_a_scrape_key(tmp_path:
         ],
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    prometheus = stack.ManagedProcess(
+    prometheus = ManagedProcess(
         "prometheus",
         [
             PROMETHEUS,
             f"--config.file={tmp_path / 'prometheus.yml'}",
             f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address={stack.LOOPBACK}:{port}",
+            f"--web.listen-address={LOOPBACK}:{port}",
         ],
         tmp_path / "prometheus.log",
     )
-    api = f"http://{stack.LOOPBACK}:{port}/api/v1/query"
-    try:
-        gateway.start().wait_ready(stack.http_ok(f"http://{target}/livez"), 120)
-        prometheus.start().wait_ready(stack.http_ok(f"http://{stack.LOOPBACK}:{port}/-/ready"))
-        up: dict[str, float] = {}
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(up) < 2:
-            result = httpx.get(api, params={"query": "up"}, timeout=5).json()["data"]["result"]
-            up = {r["metric"]["job"]: float(r["value"][1]) for r in result}
+    with gateway, prometheus:
+        gateway.wait_ready(http_ok(f"http://{target}/livez"))
+        prometheus.wait_ready(http_ok(f"http://{LOOPBACK}:{port}/-/ready"))
+        # poll the targets until the keyed scrape has succeeded (a first scrape of a busy,
+        # just started gateway may time out) and the keyless one has been answered
+        targets: dict[str, dict] = {}
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            answer = httpx.get(f"http://{LOOPBACK}:{port}/api/v1/targets", timeout=5).json()
+            targets = {t["labels"]["job"]: t for t in answer["data"]["activeTargets"]}
+            keyed, keyless = targets.get("with-key", {}), targets.get("without-key", {})
+            if keyed.get("health") == "up" and "401" in keyless.get("lastError", ""):
+                break
             time.sleep(0.5)
-        assert up == {"with-key": 1.0, "without-key": 0.0}, prometheus.log_tail()
+        assert targets["with-key"]["health"] == "up", (targets, prometheus.log_tail())
+        assert targets["without-key"]["health"] == "down"
+        assert "401" in targets["without-key"]["lastError"]
         query = 'housing_gateway_in_flight_requests{job="with-key"}'
+        api = f"http://{LOOPBACK}:{port}/api/v1/query"
         result = httpx.get(api, params={"query": query}, timeout=5).json()["data"]["result"]
         assert len(result) == 1
-    finally:
-        prometheus.stop()
-        gateway.stop()
