@@ -165,6 +165,7 @@ def create_app(
         max_in_flight_predictions=settings.max_in_flight_predictions,
         max_queued_predictions=settings.max_queued_predictions,
         retry_after_seconds=settings.retry_after_seconds,
+        body_timeout_seconds=settings.body_timeout_seconds,
     )
     if settings.cors_origins:
         app.add_middleware(
