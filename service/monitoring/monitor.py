@@ -85,6 +85,9 @@ class MonitorSettings(BaseSettings):
     """Where reports are kept (default: ``drift-reports/`` next to the prediction log)."""
     history_keep: int = Field(default=500, ge=1)
     """Reports kept per model (the oldest are deleted)."""
+    labels_path: Path | None = None
+    """Delayed ground truth (CSV/Parquet: request_id, median_house_value[, instance]): when
+    set, each scheduled round also publishes the live RMSE per model version."""
     column_p_value: float = Field(default=COLUMN_P_VALUE, gt=0, lt=1)
     """A column drifts when its test's p-value is below this."""
     drift_share: float = Field(default=DATASET_DRIFT_SHARE, gt=0, le=1)
@@ -152,6 +155,16 @@ class DriftMetrics:
             "housing_drift_last_run_timestamp_seconds",
             "Unix time of the latest successful drift run",
             ["model"],
+        )
+        self.live_rmse = gauge(
+            "housing_live_rmse_usd",
+            "RMSE of logged predictions that have a delayed label, by served version",
+            ["model", "version"],
+        )
+        self.live_labelled = gauge(
+            "housing_live_labelled_predictions",
+            "Logged predictions joined to a delayed label, by served version",
+            ["model", "version"],
         )
         self.runs = Counter(
             "housing_drift_runs",
@@ -259,7 +272,8 @@ class DriftMonitor:
             self._stop.wait(self.settings.interval_seconds)
 
     def run_all(self) -> dict[str, Any]:
-        """One scheduled round: every model's report, or why there is none."""
+        """One scheduled round: every model's report, or why there is none; then the live
+        RMSE when labels are configured."""
         out: dict[str, Any] = {}
         for model in self.models:
             try:
@@ -269,7 +283,28 @@ class DriftMonitor:
             except Exception as exc:
                 log.exception("drift run for %s failed", model)
                 out[model] = str(exc)
+        if self.settings.labels_path is not None:
+            try:
+                self.publish_live_rmse()
+            except Exception:
+                log.exception("live RMSE from %s failed", self.settings.labels_path)
         return out
+
+    def publish_live_rmse(self) -> list[dict[str, Any]]:
+        """Join the labels to the log; set the live RMSE gauges; return the per-version rows."""
+        from service.monitoring.performance import join, read_labels, version_errors
+        from service.prediction_log import read_window
+
+        labels_path, log_path = self.settings.labels_path, self.settings.log_path
+        if labels_path is None or not labels_path.is_file() or not log_path.is_file():
+            return []
+        rows = version_errors(join(read_window(log_path), read_labels(labels_path)))
+        for row in rows:
+            if row["model"] in self.models:
+                version = "" if row["version"] is None else str(row["version"])
+                self.metrics.live_rmse.labels(row["model"], version).set(row["rmse"])
+                self.metrics.live_labelled.labels(row["model"], version).set(row["rows"])
+        return rows
 
     # ---- one run -----------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 from fastapi import FastAPI
@@ -253,3 +254,23 @@ def test_one_run_at_a_time_and_one_scheduler(
     first.stop()
     assert second.leader.try_acquire()  # the lock died with its holder
     second.stop()
+
+
+def test_live_rmse_gauge_from_delayed_labels(
+    tmp_path: Path, models_dir: Path, split: Split
+) -> None:
+    from service.prediction_log import read_window
+
+    labels_path = tmp_path / "labels.csv"
+    monitor, registry = make_monitor(tmp_path, models_dir, labels_path=labels_path)
+    fill_log(monitor.settings.log_path, split.test.head(120))
+    logged = read_window(monitor.settings.log_path).head(90)
+    offsets = np.array([0.0, 3_000.0, -12_000.0] * 30)
+    labels = pd.DataFrame(
+        {"request_id": logged["request_id"], "median_house_value": logged["prediction"] + offsets}
+    )
+    labels.to_csv(labels_path, index=False)
+    monitor.run_all()  # a drift report over the 120 rows, then the live RMSE
+    rmse = gauge(registry, "housing_live_rmse_usd", version="1")
+    assert rmse == pytest.approx(float(np.sqrt(np.mean(offsets**2))), rel=1e-6)
+    assert gauge(registry, "housing_live_labelled_predictions", version="1") == 90
