@@ -601,6 +601,23 @@ def run_stack(args: argparse.Namespace) -> int:
         print("stack: stopped", flush=True)
 
 
+GRAFANA_URL = "http://127.0.0.1:3000"
+DASHBOARD_PATH = "/d/housing-service"  # the uid in deploy/grafana/dashboards/housing.json
+
+
+def grafana_dashboard_url(base: str = GRAFANA_URL) -> str | None:
+    """The dashboard's URL when a Grafana answers at ``base`` (e.g. ``docker compose up
+    grafana``), else None."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{base}/api/health", timeout=1) as response:  # noqa: S310
+            healthy = response.status == 200
+    except OSError:
+        return None
+    return f"{base}{DASHBOARD_PATH}" if healthy else None
+
+
 def print_banner(layout: Layout, stack: Stack, with_prometheus: bool) -> None:
     gateway = layout.ports["gateway"]["http"]
     server = layout.ports["model-server"]
@@ -613,6 +630,9 @@ def print_banner(layout: Layout, stack: Stack, with_prometheus: bool) -> None:
     ]
     if with_prometheus:
         lines.append(f"  prometheus    http://127.0.0.1:{layout.ports['prometheus']['http']}")
+    dashboard = grafana_dashboard_url()
+    if dashboard:
+        lines.append(f"  grafana       {dashboard}")
     if not stack.console_logs:
         lines.append(f"  logs          {', '.join(str(r.log_path) for r in stack.running)}")
     lines += ["", "try:", *(f"  {line}" for line in curl_examples(layout)), "", "Ctrl-C stops."]

@@ -211,3 +211,29 @@ def test_every_query_names_exported_metrics_and_returns_data(running_stack: dict
                 del pending[key]
         time.sleep(1)
     assert not pending, f"queries without data: {list(pending.values())}"
+
+
+def test_the_local_stack_finds_a_running_grafana() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from deploy.local.stack import grafana_dashboard_url
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(200 if self.path == "/api/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer((stack.LOOPBACK, 0), Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://{stack.LOOPBACK}:{server.server_address[1]}"
+        uid = json.loads(DASHBOARD.read_text())["uid"]
+        assert grafana_dashboard_url(base) == f"{base}/d/{uid}"
+    finally:
+        server.shutdown()
+    assert grafana_dashboard_url(f"http://{stack.LOOPBACK}:{stack.free_port()}") is None
