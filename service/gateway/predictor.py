@@ -33,7 +33,8 @@ from .upstream import Upstream, UpstreamPrediction, UpstreamVersion
 log = logging.getLogger("service.gateway")
 
 STABLE, CANARY = "stable", "canary"
-LABELS_MISSING_TTL = 30.0
+# Short: once `promote` adds labels, default traffic must follow them within seconds.
+LABELS_MISSING_TTL = 2.0
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ class GatewayPredictor:
         self.prediction_log_path = prediction_log_path
         self.prediction_log_retention = prediction_log_retention
         self.prediction_log: PredictionLog | None = None
-        self._labels_missing: dict[str, float] = {}
+        self._labels_missing: dict[tuple[str, str], float] = {}
         self._ready: tuple[float, ReadinessResult] | None = None
 
     async def start(self) -> None:
@@ -146,30 +147,44 @@ class GatewayPredictor:
         """The label to ask for when the client chose neither version nor label.
 
         ``stable`` by default, not the server's default policy: TF Serving serves the
-        highest loaded version, which may be a canary or an unpromoted candidate.
+        highest loaded version, which may be a canary or an unpromoted candidate. The
+        canary's share asks for ``canary``; without that label it goes to ``stable``.
         """
         if selection.version is not None or selection.label is not None:
             return None
-        if self._labels_missing.get(model, 0.0) > time.monotonic():
-            return None
-        if self.canary_percent > 0 and canary_bucket(request_id) < self.canary_percent:
+        if (
+            self.canary_percent > 0
+            and canary_bucket(request_id) < self.canary_percent
+            and not self._label_missing(model, CANARY)
+        ):
             return CANARY
-        return STABLE
+        return self._fallback_label(model, CANARY)
+
+    def _label_missing(self, model: str, label: str) -> bool:
+        return self._labels_missing.get((model, label), 0.0) > time.monotonic()
+
+    def _fallback_label(self, model: str, missing: str) -> str | None:
+        """After ``missing`` was refused: ``stable`` (the canary's share), else the server's
+        policy (the model has no stable label: TF Serving's default, the highest version)."""
+        if missing == CANARY and not self._label_missing(model, STABLE):
+            return STABLE
+        return None
 
     async def predict(
         self, model: str, instances: Sequence[Instance], selection: Selection, request_id: str
     ) -> PredictionResult:
         self._check_model(model)
         label = self._canary_label(model, selection, request_id)
-        try:
-            served = await self._predict_chunks(model, instances, selection, label, request_id)
-        except UpstreamError as exc:
-            if label is None or not _is_label_error(exc):
-                raise
-            # The model has no stable/canary labels: default version policy for a while.
-            self._labels_missing[model] = time.monotonic() + LABELS_MISSING_TTL
-            label = None
-            served = await self._predict_chunks(model, instances, selection, None, request_id)
+        while True:
+            try:
+                served = await self._predict_chunks(model, instances, selection, label, request_id)
+                break
+            except UpstreamError as exc:
+                if label is None or not _is_label_error(exc):
+                    raise
+                # Remember briefly that the model lacks this label, then ask the next one.
+                self._labels_missing[(model, label)] = time.monotonic() + LABELS_MISSING_TTL
+                label = self._fallback_label(model, label)
         if label is not None and self.canary_percent > 0:
             self.metrics.canary.labels(model, label).inc()
         else:

@@ -29,6 +29,10 @@ HTTP_STATUS: dict[grpc.StatusCode, int] = {
 }
 
 
+# gRPC clients refuse trailers over 8 KiB by default: error details must stay well below.
+MAX_MESSAGE_CHARS = 1000
+
+
 class ServingError(Exception):
     """A request failed with a status code a client can act on.
 
@@ -44,6 +48,8 @@ class ServingError(Exception):
         http_status: int | None = None,
         retry_after: int | None = None,
     ):
+        if len(message) > MAX_MESSAGE_CHARS:  # it may echo a client's 100 kB name back
+            message = message[:MAX_MESSAGE_CHARS] + "…"
         super().__init__(message)
         self.code = code
         self.message = message

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from service.model_server.errors import busy, too_large
+from service.model_server.errors import busy, invalid, too_large
 
 DEFAULT_MAX_ROWS = 10_000
 # gRPC's own default receive limit; TF Serving raises it to 2 GiB, which lets one client
@@ -32,6 +32,9 @@ class RequestLimits:
 
 
 def check_rows(name: str, rows: int, max_rows: int) -> None:
+    """At least one row (an empty batch is refused, not run) and at most ``max_rows``."""
+    if rows < 1:
+        raise invalid(f"input '{name}': a request needs at least one row")
     if rows > max_rows:
         raise too_large(
             f"input '{name}': {rows} rows exceed the limit of {max_rows} rows per request"

@@ -165,13 +165,6 @@ class DataPlane:
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
             raise
-        except ValueError as exc:
-            # What a model raises for values it cannot take (sklearn: NaN after a log of a
-            # negative count); a batch that held the request re-ran its other requests alone.
-            code = grpc.StatusCode.INVALID_ARGUMENT
-            raise ServingError(
-                code, f"the model refused the inputs: {type(exc).__name__}: {exc}"
-            ) from exc
         except Exception as exc:
             code = grpc.StatusCode.INTERNAL
             raise ServingError(code, f"model failed: {type(exc).__name__}: {exc}") from exc
