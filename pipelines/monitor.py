@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import re
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -325,8 +324,8 @@ def run_performance(args: argparse.Namespace) -> int:
 
 def run_simulate(args: argparse.Namespace) -> int:
     import httpx
-    from tqdm import tqdm
 
+    from core import console
     from service.monitoring.simulate import send, shifted_rows, trigger_report
     from training.data import load_split
 
@@ -342,7 +341,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     started = time.time()
     try:
         with httpx.Client(base_url=args.gateway, timeout=30, headers=headers) as client:
-            with tqdm(total=len(frame), unit="row", file=sys.stderr) as bar:
+            with console.bar(total=len(frame), unit="row", desc="simulate-drift") as bar:
                 codes = send(client, frame, args.model, args.batch, bar.update)
             print(f"sent {len(frame)} rows in {args.requests} requests: status codes {codes}")
             if args.no_report:
