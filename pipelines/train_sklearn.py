@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core import console
 from core.errors import UserError
 from pipelines.common import run_dir, write_results
 
@@ -185,7 +186,10 @@ def train_sklearn(
     started = time.perf_counter()
     search_results: dict[str, Any] | None = None
     # n_jobs also caps the OpenMP threads of the boosters (None: every core).
-    with threadpool_limits(limits=n_jobs if n_jobs > 0 else None, user_api="openmp"):
+    with (
+        threadpool_limits(limits=n_jobs if n_jobs > 0 else None, user_api="openmp"),
+        console.heartbeat(f"training {model_type} ({search} search)"),
+    ):
         if search == "none":
             model = sklearn_models.build(model_type, n_jobs=n_jobs, **(params or {}))
             model.fit(X, y)

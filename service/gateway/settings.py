@@ -117,8 +117,9 @@ class GatewaySettings(BaseSettings):
     models_dir: Path | None = None
     """Model repository folder (reference samples for drift). Default: the repository's."""
 
-    drift_interval_seconds: float = Field(default=0.0, ge=0)
-    """Seconds between background drift checks over the prediction log; 0 disables them."""
+    drift_interval_seconds: float = Field(default=300.0, ge=0)
+    """Seconds between scheduled drift reports (every routed model, the last
+    ``HOUSING_DRIFT_WINDOW_SECONDS`` of its traffic); 0: on demand only."""
 
     cors_origins: list[str] = Field(default_factory=list)
     """Origins allowed by CORS (JSON list). Empty: no cross-origin access at all."""
