@@ -23,7 +23,7 @@ from core.tfserving import (
 )
 from core.tfserving_protos.tensorflow.core.framework import types_pb2
 from core.tfserving_protos.tensorflow_serving.apis import predict_pb2
-from tests.gateway.fake_upstream import LOADING, Behaviour, FakeUpstream
+from tests.fake_upstream import LOADING, Behaviour, FakeUpstream
 
 
 def columns(rows: int = 2, **changes) -> dict[str, list]:

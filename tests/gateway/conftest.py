@@ -10,8 +10,7 @@ import pytest
 from core.contract import EXAMPLE_INSTANCE
 from service.gateway.app import create_app
 from service.gateway.settings import GatewaySettings
-
-from .fake_upstream import Behaviour, FakeUpstream
+from tests.fake_upstream import Behaviour, FakeUpstream
 
 INSTANCE = dict(EXAMPLE_INSTANCE)
 
