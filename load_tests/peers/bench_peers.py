@@ -32,8 +32,9 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from core.contract import SKLEARN_MODEL
 from core.paths import REPO_ROOT
+from core.settings import default_models_dir
 from load_tests.peers import cputime, loadgen, profiling, servers
-from training.repository import DEFAULT_MODELS_DIR, version_numbers
+from training.repository import version_numbers
 
 PAYLOADS = REPO_ROOT / "load_tests" / "payloads" / "instances.json"
 METRICS = ("rps", "rows_per_s", "p50_ms", "p99_ms", "server_cpu_ms_per_request", "errors")
@@ -79,7 +80,7 @@ def resolve_model(path: Path | None) -> Path:
         if not (path / "model.joblib").is_file():
             raise SystemExit(f"bench_peers: error: --model {path} has no model.joblib")
         return path.resolve()
-    model_dir = Path(os.environ.get("HOUSING_MODELS_DIR", DEFAULT_MODELS_DIR)) / SKLEARN_MODEL
+    model_dir = default_models_dir() / SKLEARN_MODEL
     versions = version_numbers(model_dir)
     if not versions:
         raise SystemExit(

@@ -35,3 +35,16 @@ def test_readme_lists_every_command() -> None:
     assert not missing, (
         f"README lacks {missing}: run .venv/bin/python -m tests.deploy.readme_commands"
     )
+
+
+def test_readme_settings_table_matches_the_settings_classes() -> None:
+    from tests.deploy.readme_settings import SECTION as SETTINGS
+    from tests.deploy.readme_settings import render
+
+    section = SETTINGS.search(README)
+    assert section, "README.md lacks the <!-- settings --> section"
+    assert section[2] == render(), (
+        "README's settings table is stale: run .venv/bin/python -m tests.deploy.readme_settings"
+    )
+    for name in ("HOUSING_CANARY_PERCENT", "HOUSING_MODELS_DIR", "HOUSING_VERTEX_PROJECT"):
+        assert f"`{name}`" in section[2]
