@@ -399,7 +399,7 @@ class DriftMonitor:
             raise MonitorError(f"no served version of {model} in {self.settings.models_dir}")
         return version
 
-    def _reference(self, model: str, version: int):
+    def _reference(self, model: str, version: int) -> Any:
         key = (model, version)
         if key not in self._references:
             from training.reference import REFERENCE_NAME, read_reference
