@@ -20,8 +20,9 @@ import pandas as pd
 import pytest
 
 from core.contract import FEATURES, KERAS_MODEL, NULLABLE_FEATURES, OUTPUT_NAME
+from core.process import http_ok
 from deploy.vertex.instances import missing_value_encoding, to_instances
-from load_tests.stack import base_url, http_ok, model_server
+from load_tests.stack import model_server
 from training.keras_preprocessing import to_tensors
 
 
@@ -46,7 +47,7 @@ def test_encoded_rows_through_the_signature_equal_nan_rows_through_the_server(
     via_signature = signature(**to_tensors(pd.DataFrame(encoded)))[OUTPUT_NAME].numpy()
 
     server = model_server(published.models_dir / "models.config", tmp_path / "server.log")
-    url = f"{base_url(server, 'rest')}/v1/models/{KERAS_MODEL}"
+    url = f"{server.url('rest')}/v1/models/{KERAS_MODEL}"
     server.start()
     try:
         server.wait_ready(http_ok(url), timeout=180)
