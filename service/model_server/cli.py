@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from service.model_server.limits import (
     DEFAULT_MAX_CONCURRENT_PREDICTS,
     DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_MAX_ROWS,
 )
+
+if TYPE_CHECKING:
+    from service.model_server.config import ServerOptions
 
 HELP = "the project's model server (TF Serving's gRPC + REST protocol, sklearn and SavedModel)"
 DEFAULT_BATCH_THREADS = 1
@@ -140,7 +144,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def options_from_args(args: argparse.Namespace):
+def options_from_args(args: argparse.Namespace) -> ServerOptions:
     """Validate flag combinations and read the batching and monitoring files."""
     from core.errors import UserError
     from service.model_server.config import (
@@ -214,7 +218,7 @@ def handle(args: argparse.Namespace) -> int:
     return run(options)
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("model-server", help=HELP, description=HELP)
     add_arguments(parser)
     parser.set_defaults(func=handle)

@@ -17,6 +17,7 @@ import logging
 import math
 import re
 import reprlib
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -72,7 +73,7 @@ def column(name: str, values: list[Any], dtype: int) -> np.ndarray:
     return checked_values(name, array, dtype)
 
 
-def flat(values: list[Any]):
+def flat(values: list[Any]) -> Iterator[Any]:
     """The leaves of nested lists (a row may hold a list for a multi-dimensional input)."""
     stack = [iter(values)]
     while stack:
@@ -193,7 +194,7 @@ class RestApp:
         self.prometheus_path = prometheus_path
         self.limits = limits or RequestLimits()
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             while True:
                 message = await receive()
@@ -223,7 +224,7 @@ class RestApp:
             log.exception("REST %s %s failed", method, path)
             await respond_json(send, 500, {"error": "Internal error"})
 
-    async def route(self, match: re.Match, method: str, scope, receive) -> dict[str, Any]:
+    async def route(self, match: re.Match, method: str, scope: Any, receive: Any) -> dict[str, Any]:
         name = match["name"]
         version = int(match["version"]) if match["version"] else None
         label = match["label"]
@@ -267,13 +268,13 @@ class RestApp:
         raise ServingError(grpc.StatusCode.NOT_FOUND, f"Malformed request: {method} {match[0]}")
 
 
-def message_json(message) -> dict[str, Any]:
+def message_json(message: Any) -> dict[str, Any]:
     return json_format.MessageToDict(
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
 
 
-async def read_json(scope, receive, max_bytes: int) -> dict[str, Any]:
+async def read_json(scope: Any, receive: Any, max_bytes: int) -> dict[str, Any]:
     """The body as a JSON object; refused (413) as soon as it is known to be too large."""
     too_big = too_large(f"request body larger than {max_bytes} bytes")
     for key, value in scope.get("headers", []):
@@ -302,13 +303,16 @@ async def read_json(scope, receive, max_bytes: int) -> dict[str, Any]:
 
 
 async def respond_json(
-    send, status: int, payload: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+    send: Any,
+    status: int,
+    payload: dict[str, Any],
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     await respond(send, status, json.dumps(payload).encode(), b"application/json", headers)
 
 
 async def respond(
-    send,
+    send: Any,
     status: int,
     body: bytes,
     content_type: bytes,
