@@ -19,13 +19,13 @@ from core.errors import UserError
 
 # (group name or None for a top-level command, help text, modules that register into it)
 COMMANDS: list[tuple[str | None, str, list[str]]] = [
-    ("data", "fetch, verify and validate the dataset", ["pipelines.data"]),
+    ("data", "fetch, validate and explore the dataset", ["pipelines.data", "pipelines.explore"]),
     (
         "train",
         "train, evaluate and export a model version",
         ["pipelines.train_keras", "pipelines.train_sklearn"],
     ),
-    (None, "", ["pipelines.batch_score", "pipelines.evaluate"]),
+    (None, "", ["pipelines.batch_score", "pipelines.evaluate", "pipelines.model_card"]),
     (
         "serve",
         "run the model server or the gateway",

@@ -13,6 +13,7 @@ WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 COPY pyproject.toml README.md ./
+COPY core/ core/
 COPY training/ training/
 COPY pipelines/ pipelines/
 COPY service/ service/
@@ -34,6 +35,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HOUSING_MODELS_DIR=/models
 WORKDIR /app
+COPY core/ core/
 COPY training/ training/
 COPY pipelines/ pipelines/
 COPY service/ service/
@@ -45,5 +47,5 @@ USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/livez', timeout=2)"]
-ENTRYPOINT ["python", "-m", "pipelines.cli"]
+ENTRYPOINT ["python", "-m", "core.cli"]
 CMD ["serve", "gateway", "--host=0.0.0.0", "--port=8000"]

@@ -13,6 +13,7 @@ WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 COPY pyproject.toml README.md ./
+COPY core/ core/
 COPY training/ training/
 COPY pipelines/ pipelines/
 COPY service/ service/
@@ -34,6 +35,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HOUSING_MODELS_DIR=/models
 WORKDIR /app
+COPY core/ core/
 COPY training/ training/
 COPY pipelines/ pipelines/
 COPY service/ service/
@@ -44,5 +46,5 @@ EXPOSE 8500 8501
 ENV HOUSING_HEALTH_MODEL=housing_sklearn
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/v1/models/' + os.environ['HOUSING_HEALTH_MODEL'], timeout=2)"]
-ENTRYPOINT ["python", "-m", "pipelines.cli"]
+ENTRYPOINT ["python", "-m", "core.cli"]
 CMD ["serve", "model-server", "--port=8500", "--rest_api_port=8501", "--model_config_file=/models/models.config"]

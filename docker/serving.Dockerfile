@@ -17,6 +17,7 @@ WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 COPY pyproject.toml README.md ./
+COPY core/ core/
 COPY training/ training/
 COPY pipelines/ pipelines/
 COPY service/ service/
@@ -38,6 +39,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HOUSING_MODELS_DIR=/models
 WORKDIR /app
+COPY core/ core/
 COPY training/ training/
 COPY pipelines/ pipelines/
 COPY service/ service/
@@ -48,5 +50,5 @@ ENV HOUSING_PREDICTION_LOG_PATH=/var/lib/housing/predictions.sqlite3
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % (os.environ.get('AIP_HTTP_PORT') or '8000'), timeout=2)"]
-ENTRYPOINT ["python", "-m", "pipelines.cli"]
+ENTRYPOINT ["python", "-m", "core.cli"]
 CMD ["serve", "stack", "--bind=0.0.0.0", "--models-dir=/models", "--logs-dir=/var/lib/housing", "--no-train", "--no-prometheus", "--console-logs"]

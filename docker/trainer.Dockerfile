@@ -1,5 +1,7 @@
 # The trainer: verifies the bundled dataset and trains model versions into /models
 # (a bind mount of ./models in docker-compose.yml). One-shot; no ports.
+# GPU variant for Vertex AI training (`vertex train --accelerator-type ...`): build with
+#   --build-arg EXTRAS='[gpu]'   (TensorFlow with its CUDA libraries, same version)
 # syntax=docker/dockerfile:1
 # Build context: the repository root (docker compose sets it; by hand:
 #   docker build -f docker/NAME.Dockerfile .).
@@ -12,15 +14,18 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
+ARG EXTRAS=""
 COPY pyproject.toml README.md ./
+COPY core/ core/
 COPY training/ training/
 COPY pipelines/ pipelines/
 COPY service/ service/
 COPY deploy/ deploy/
 # Install the project with its pinned dependency ranges, then drop the project itself:
 # the runtime stage runs the source from /app, where REPO_ROOT-relative paths
-# (data/, deploy/) resolve.
-RUN pip install --no-cache-dir . \
+# (data/, deploy/) resolve. EXTRAS is the project's own extra (pinned in pyproject.toml).
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir ".${EXTRAS}" \
     && pip uninstall --yes housing-service
 
 # ---- runtime: no compilers, no pip cache, a non-root user ---------------------------
@@ -34,11 +39,13 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HOUSING_MODELS_DIR=/models
 WORKDIR /app
+COPY core/ core/
 COPY training/ training/
 COPY pipelines/ pipelines/
 COPY service/ service/
 COPY deploy/ deploy/
 COPY data/housing.tgz data/housing.tgz
+COPY docker/entrypoint.py docker/entrypoint.py
 # The trainer may run as the host user's uid (so files in the ./models bind mount belong
 # to them): the folders it writes besides /models are writable by any uid, like /tmp.
 RUN mkdir -p /app/runs /app/logs /models \
@@ -47,6 +54,10 @@ RUN mkdir -p /app/runs /app/logs /models \
 USER 10001:10001
 # A one-shot job: healthy means the CLI imports.
 HEALTHCHECK --interval=30s --timeout=10s --retries=3 \
-    CMD ["python", "-c", "import pipelines.cli"]
-ENTRYPOINT ["python", "-m", "pipelines.cli"]
+    CMD ["python", "-c", "import core.cli"]
+# Compose starts it as root so that docker/entrypoint.py can give a root-owned ./models to
+# the checkout's owner and drop root before training; as any other uid it just checks
+# that /models is writable.
+ENTRYPOINT ["python", "/app/docker/entrypoint.py", "--writable", "/models", \
+            "--owner-of", "/etc/housing/checkout", "--", "python", "-m", "core.cli"]
 CMD ["serve", "stack", "--prepare-only", "--models-dir", "/models"]

@@ -163,7 +163,7 @@ def decide(
 def retrain(args: argparse.Namespace) -> dict[str, Any]:
     from core.contract import FEATURES
     from pipelines import promotion
-    from pipelines.labels import load_waiter
+    from pipelines.labels import server_watch
     from training.data import Split, load_csv, load_split, validate_frame
     from training.repository import ModelRepository
     from training.validation import validate_training_data
@@ -219,7 +219,7 @@ def retrain(args: argparse.Namespace) -> dict[str, Any]:
         results["candidate"]["metrics"]["test_rmse"], production_rmse, args.tolerance
     )
     label = promotion.STABLE if promote else promotion.CANDIDATE
-    promotion.promote(repo, args.model, candidate, label, wait=load_waiter(args), reason=reason)
+    promotion.promote(repo, args.model, candidate, label, watch=server_watch(args), reason=reason)
     results.update(status="promoted" if promote else "not promoted", label=label, reason=reason)
     finish(out, results)
     return results

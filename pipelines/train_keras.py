@@ -160,6 +160,7 @@ def run_training(
         raise UserError(f"unknown --strategy {strategy!r}; expected {', '.join(STRATEGIES)}")
     if sample is not None and sample < MIN_SAMPLE:
         raise UserError(f"--sample must be at least {MIN_SAMPLE} rows, got {sample}")
+    from pipelines.model_card import write_card_after_training
     from training.data import load_split
     from training.keras_export import publish_keras
     from training.keras_models import ModelConfig, train_network
@@ -217,7 +218,10 @@ def run_training(
             "validation_rows": int(len(val)),
             "target_transform": vars(trained.target),
         },
-        "metrics": {"val_rmse": trained.val_rmse},
+        "metrics": {
+            "val_rmse": trained.val_rmse,
+            "train_seconds": round(time.perf_counter() - started, 1),
+        },
         "preprocessing": {
             "medians": trained.stats.medians,
             "neighbour_table_rows": int(len(trained.stats.log_price)),
@@ -227,6 +231,9 @@ def run_training(
     serving = trained.serving()
     version, path, manifest = publish_keras(
         models_dir or DEFAULT_MODELS_DIR, serving, split, manifest_extra
+    )
+    card = write_card_after_training(
+        Path(models_dir or DEFAULT_MODELS_DIR), manifest["model"], version, split.test
     )
     result: dict[str, Any] = {
         "model": manifest["model"],
@@ -238,6 +245,7 @@ def run_training(
         "history": {k: [float(v) for v in vals] for k, vals in trained.history.items()},
         "seconds": round(time.perf_counter() - started, 1),
         "run_dir": str(out_dir),
+        "card": None if card is None else str(card / "card.md"),
     }
     if search is not None:
         result["search"] = {k: v for k, v in search.items() if k != "best_config"}

@@ -133,6 +133,7 @@ def train_sklearn(
     """
     from threadpoolctl import threadpool_limits
 
+    from pipelines.model_card import write_card_after_training
     from training import search as searches
     from training import sklearn_models
     from training.data import features_and_target, load_split
@@ -194,6 +195,7 @@ def train_sklearn(
     version, path, manifest = publish_sklearn(
         model, split, Path(models_dir), hyperparameters, extra_metrics
     )
+    card = write_card_after_training(Path(models_dir), manifest["model"], version, split.test)
     results = {
         "model": manifest["model"],
         "version": version,
@@ -205,6 +207,7 @@ def train_sklearn(
         "train_seconds": train_seconds,
         "sample": sample,
         "search": search_results,
+        "card": None if card is None else str(card / "card.md"),
     }
     results_path = (run_dir(RUN_NAME, runs_dir) if runs_dir else run_dir(RUN_NAME)) / (
         "results.json"

@@ -19,22 +19,25 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from core.contract import EXAMPLE_INSTANCE, KERAS_MODEL, SKLEARN_MODEL
 from core.paths import REPO_ROOT
+from core.process import (
+    ManagedProcess,
+    Probe,
+    ProcessFailed,
+    housing_argv,
+    http_ok,
+    port_in_use,
+)
 
-TF_SERVING_IMAGE = "tensorflow/serving:2.19.1"
-TF_SERVING_GPU_IMAGE = f"{TF_SERVING_IMAGE}-gpu"
 PROMETHEUS_IMAGE = "prom/prometheus:v3.5.0"
 LOCUST_IMAGE = "locustio/locust:2.43.1"
 
@@ -309,11 +312,6 @@ def has_model(models_dir: Path, name: str) -> bool:
     )
 
 
-def housing_command() -> list[str]:
-    """The ``housing`` CLI of this interpreter, whether or not the script is on PATH."""
-    return [sys.executable, "-m", "core.cli"]
-
-
 def prepare(
     models_dir: Path,
     data_dir: Path | None,
@@ -339,13 +337,13 @@ def prepare(
     if not missing:
         return
     env = {**os.environ, "HOUSING_MODELS_DIR": str(models_dir)}
-    fetch = [*housing_command(), "data", "fetch"]
+    fetch = [*housing_argv(), "data", "fetch"]
     if data_dir is not None:
         fetch += ["--data-dir", str(data_dir)]
     run_step(fetch, env)
     for name, kind in missing:
         print(f"stack: training {name} (housing train {kind}) ...", flush=True)
-        run_step([*housing_command(), "train", kind], env)
+        run_step([*housing_argv(), "train", kind], env)
 
 
 def fetch_storage_uri(uri: str, models_dir: Path) -> str:
@@ -407,42 +405,16 @@ def run_step(argv: list[str], env: dict[str, str]) -> None:
 # ---- processes --------------------------------------------------------------------------
 
 
-@dataclass
-class Running:
-    service: Service
-    process: subprocess.Popen[bytes]
-    log_path: Path | None
-    """None when the service writes to the launcher's own output (``--console-logs``)."""
-    log_file: IO[bytes] | None
-
-
-def port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
-def probe(url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def health_url(service: Service, layout: Layout) -> str | None:
+def health_probe(service: Service, layout: Layout) -> Probe:
     if service.health is None:
-        return None
+        return lambda: True
     role = service.health[0]
-    return f"http://127.0.0.1:{layout.ports[service.name][role]}{layout.health_path(service)}"
+    port = layout.ports[service.name][role]
+    return http_ok(f"http://127.0.0.1:{port}{layout.health_path(service)}")
 
 
 def local_argv(service: Service, layout: Layout) -> list[str]:
-    program = housing_command() if service.program == "housing" else [str(PROMETHEUS_BINARY)]
+    program = housing_argv() if service.program == "housing" else [str(PROMETHEUS_BINARY)]
     return [*program, *layout.command(service)]
 
 
@@ -453,68 +425,32 @@ class Stack:
         self.layout = layout
         self.services = services
         self.console_logs = console_logs
-        self.running: list[Running] = []
+        self.running: list[ManagedProcess] = []
 
-    def start(self, service: Service) -> Running:
+    def start(self, service: Service) -> ManagedProcess:
         logs_dir = Path(self.layout.logs)
         logs_dir.mkdir(parents=True, exist_ok=True)
-        log_path = None if self.console_logs else logs_dir / f"{service.name}.log"
-        log_file = log_path.open("ab") if log_path else None
-        env = {**os.environ, **self.layout.environment(service), "PYTHONUNBUFFERED": "1"}
-        process = subprocess.Popen(
+        process = ManagedProcess(
+            service.name,
             local_argv(service, self.layout),
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT if log_file else None,
-            start_new_session=True,  # Ctrl-C reaches the launcher only; it stops children in order
-        )
-        running = Running(service, process, log_path, log_file)
-        self.running.append(running)
-        return running
+            None if self.console_logs else logs_dir / f"{service.name}.log",
+            env=self.layout.environment(service),
+        ).start()
+        self.running.append(process)
+        return process
 
-    def wait_ready(self, running: Running, deadline: float) -> None:
+    def wait_ready(self, process: ManagedProcess, service: Service, deadline: float) -> None:
         from core.errors import UserError
 
-        url = health_url(running.service, self.layout)
-        while True:
-            code = running.process.poll()
-            if code is not None:
-                raise UserError(
-                    f"{running.service.name} exited with status {code} during start-up; "
-                    f"see {running.log_path}:\n{tail(running.log_path)}"
-                )
-            if url is None or probe(url):
-                return
-            if time.monotonic() > deadline:
-                raise UserError(
-                    f"{running.service.name} not ready at {url} in time; see {running.log_path}:"
-                    f"\n{tail(running.log_path)}"
-                )
-            time.sleep(0.5)
+        try:
+            process.wait_ready(health_probe(service, self.layout), deadline - time.monotonic())
+        except ProcessFailed as exc:
+            raise UserError(str(exc)) from None
 
     def stop(self, grace: float = 15.0) -> None:
-        for running in reversed(self.running):
-            if running.process.poll() is None:
-                running.process.send_signal(signal.SIGTERM)
-                try:
-                    running.process.wait(timeout=grace)
-                except subprocess.TimeoutExpired:
-                    running.process.kill()
-                    running.process.wait()
-            if running.log_file:
-                running.log_file.close()
+        for process in reversed(self.running):
+            process.stop(grace)
         self.running.clear()
-
-
-def tail(path: Path | None, lines: int = 20) -> str:
-    if path is None:
-        return "(output above)"
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def curl_examples(layout: Layout) -> list[str]:
@@ -580,15 +516,15 @@ def run_stack(args: argparse.Namespace) -> int:
         deadline = time.monotonic() + args.timeout
         for service in services:
             print(f"stack: starting {service.name} ...", flush=True)
-            stack.wait_ready(stack.start(service), deadline)
+            stack.wait_ready(stack.start(service), service, deadline)
         print_banner(layout, stack, with_prometheus)
         while True:
-            for running in stack.running:
-                code = running.process.poll()
+            for process in stack.running:
+                code = process.returncode
                 if code is not None:
                     raise UserError(
-                        f"{running.service.name} exited with status {code}; see "
-                        f"{running.log_path}:\n{tail(running.log_path)}"
+                        f"{process.name} exited with status {code}; see "
+                        f"{process.log_path}:\n{process.log_tail(20)}"
                     )
             time.sleep(1.0)
     except Stop as stop:

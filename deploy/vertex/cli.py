@@ -27,9 +27,10 @@ SETTINGS_FLAGS: dict[str, tuple[str, Any, str]] = {
     "--accelerator-count": ("accelerator_count", int, "accelerators per replica"),
     "--min-replicas": ("min_replicas", int, "minimum replicas (default 1)"),
     "--max-replicas": ("max_replicas", int, "maximum replicas (default 1)"),
-    "--serving-image": ("serving_image", str, "the project's serving image (housing_sklearn)"),
-    "--keras-serving-image": ("keras_serving_image", str, "TF prediction container"),
+    "--serving-image": ("serving_image", str, "the project's serving image (both models)"),
+    "--keras-serving-image": ("keras_serving_image", str, "other housing_keras container"),
     "--trainer-image": ("trainer_image", str, "the project's trainer image (train, tune)"),
+    "--trainer-image-gpu": ("trainer_image_gpu", str, "its CUDA build (with an accelerator)"),
     "--api-endpoint": ("api_endpoint", str, "Vertex API host override"),
     "--models-dir": ("models_dir", Path, "local model repository (default models/)"),
 }

@@ -33,6 +33,8 @@ class Plan:
     project: str
     location: str
     steps: list[dict[str, Any]] = field(default_factory=list)
+    version: int | None = None
+    """The local model version an upload copies (printed by both a dry run and a run)."""
 
     def add(self, call: str, **kwargs: Any) -> dict[str, Any]:
         self.steps.append({"call": call, "kwargs": kwargs})
@@ -45,10 +47,12 @@ class Plan:
         return any(s["call"] == call for s in self.steps)
 
     def to_json(self) -> dict[str, Any]:
+        version = {} if self.version is None else {"version": self.version}
         return {
             "operation": self.operation,
             "project": self.project,
             "location": self.location,
+            **version,
             "steps": self.steps,
         }
 
@@ -99,15 +103,20 @@ def run_bucket(cloud: Cloud, plan: Plan) -> dict[str, Any]:
 
 def resolve_version(
     settings: VertexSettings, model: str, version: int | None, label: str | None
-) -> tuple[int, Path, dict[str, Any]]:
+) -> tuple[int, Path, dict[str, Any], dict[str, int]]:
+    """(version, its folder, its manifest, the model's labels); by default the version
+    ``ModelRepository.default_version`` names: ``stable``, else the highest served."""
     repo = ModelRepository(settings.models_dir)
-    if label is not None:
+    try:
         labels = repo.labels(model)
+    except RepositoryError:
+        raise UserError(f"{model} is not in {repo.config_path}") from None
+    if label is not None:
         if label not in labels:
             raise UserError(f"{model} has no label {label!r} (labels: {sorted(labels)})")
         version = labels[label]
     if version is None:
-        version = repo.latest_version(model)
+        version = repo.default_version(model)
         if version is None:
             raise UserError(f"{model} has no version in {repo.root}")
     if version not in repo.versions(model):
@@ -116,14 +125,55 @@ def resolve_version(
         manifest = repo.manifest(model, version)
     except (OSError, ValueError, RepositoryError) as exc:
         raise UserError(f"{model} v{version}: unreadable manifest ({exc})") from None
-    return version, repo.version_dir(model, version), manifest
+    return version, repo.version_dir(model, version), manifest, labels
+
+
+# Vertex starts routing once the container answers this; the project's image needs ≈ 20 s
+# (download, load, warm-up) and Vertex gives up after a few failed probes.
+STARTUP_PROBE = [
+    "python",
+    "-c",
+    "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % "
+    "os.environ.get('AIP_HTTP_PORT', '8000'), timeout=5)",
+]
+
+
+def serving_container(settings: VertexSettings, model: str, platform: Any) -> dict[str, Any]:
+    """The container ``model`` runs in on Vertex: the project's serving image unless
+    ``keras_serving_image`` names another one for ``housing_keras``."""
+    if model == KERAS_MODEL or platform == "tensorflow":
+        if settings.keras_serving_image:
+            return {"serving_container_image_uri": settings.keras_serving_image}
+    elif not (model == SKLEARN_MODEL or platform == "sklearn"):
+        raise UserError(f"{model}: unknown platform {platform!r}")
+    if not settings.serving_image:
+        raise UserError(
+            f"{model} runs on the project's serving image (the TensorFlow that exported it; "
+            "Google's prebuilt scikit-learn container cannot unpickle the custom transformers): "
+            "pass --serving-image or set HOUSING_VERTEX_SERVING_IMAGE"
+        )
+    return {
+        "serving_container_image_uri": settings.serving_image,
+        "serving_container_predict_route": f"/v1/models/{model}:predict",
+        "serving_container_health_route": "/readyz",
+        "serving_container_ports": [GATEWAY_PORT],
+        "serving_container_startup_probe_exec": STARTUP_PROBE,
+        "serving_container_startup_probe_period_seconds": 10,
+        "serving_container_startup_probe_timeout_seconds": 8,
+        # The gateway binds 0.0.0.0 in the container; Vertex AI authenticates callers at
+        # its endpoint (IAM), so the gateway's own API keys are explicitly waived.
+        "serving_container_environment_variables": {"HOUSING_ALLOW_UNAUTHENTICATED": "true"},
+    }
 
 
 def plan_upload(
     settings: VertexSettings, model: str, version: int | None = None, label: str | None = None
 ) -> Plan:
+    """One registry Model per model name: the first upload creates it, later ones add a
+    version to it (``parent_model``); our labels on the version become Vertex aliases."""
     plan = new_plan(settings, "upload", bucket=True)
-    version, folder, manifest = resolve_version(settings, model, version, label)
+    version, folder, manifest, labels = resolve_version(settings, model, version, label)
+    plan.version = version
     destination = f"{settings.gcs_root()}/models/{model}/{version}"
     files = gcs.local_files(folder)
     plan.add(
@@ -132,37 +182,20 @@ def plan_upload(
         destination=destination,
         files=[p.relative_to(folder).as_posix() for p in files],
     )
-    common = {
-        "display_name": f"{model}-v{version}",
-        "artifact_uri": destination,
-        "description": f"{model} version {version} ({manifest.get('framework', '?')})",
-        "labels": {"model": model, "version": str(version)},
-    }
-    platform = manifest.get("platform")
-    if model == KERAS_MODEL or platform == "tensorflow":
-        image = (
-            settings.keras_serving_image_gpu
-            if settings.accelerator_type
-            else settings.keras_serving_image
-        )
-        plan.add("aiplatform.Model.upload", serving_container_image_uri=image, **common)
-    elif model == SKLEARN_MODEL or platform == "sklearn":
-        if not settings.serving_image:
-            raise UserError(
-                f"{model} needs the project's serving image (Google's prebuilt scikit-learn "
-                "container cannot unpickle the custom transformers): pass --serving-image or "
-                "set HOUSING_VERTEX_SERVING_IMAGE"
-            )
-        plan.add(
-            "aiplatform.Model.upload",
-            serving_container_image_uri=settings.serving_image,
-            serving_container_predict_route=f"/v1/models/{model}:predict",
-            serving_container_health_route="/readyz",
-            serving_container_ports=[GATEWAY_PORT],
-            **common,
-        )
-    else:
-        raise UserError(f"{model}: unknown platform {platform!r}")
+    plan.add("aiplatform.Model.list", filter=f'display_name="{model}"', order_by="create_time")
+    aliases = sorted(name for name, number in labels.items() if number == version)
+    plan.add(
+        "aiplatform.Model.upload",
+        display_name=model,
+        artifact_uri=destination,
+        description=f"{model} ({manifest.get('framework', '?')})",
+        version_description=f"{model} version {version}",
+        version_aliases=aliases,
+        is_default_version=version == ModelRepository(settings.models_dir).default_version(model),
+        labels={"model": model, "version": str(version)},
+        parent_model=None,  # run: the Model that Model.list found, if any
+        **serving_container(settings, model, manifest.get("platform")),
+    )
     return plan
 
 
@@ -172,10 +205,20 @@ def run_upload(cloud: Cloud, plan: Plan) -> dict[str, Any]:
     copy = plan.step("storage.upload_folder")
     with cloud_errors(f"copy to {copy['destination']}"):
         uploaded = gcs.upload_folder(cloud.storage, Path(copy["source"]), copy["destination"])
+    upload = dict(plan.step("aiplatform.Model.upload"))
     with cloud_errors("Model.upload"):
-        model = aiplatform.Model.upload(**plan.step("aiplatform.Model.upload"))
+        existing = aiplatform.Model.list(**plan.step("aiplatform.Model.list"))
+        if existing:
+            upload["parent_model"] = existing[0].resource_name
+        else:
+            upload["is_default_version"] = True  # a registry Model's first version is its default
+        model = aiplatform.Model.upload(**upload)
     return {
         "model": model.resource_name,
+        "version": plan.version,
+        "vertex_version_id": model.version_id,
+        "version_aliases": list(upload["version_aliases"]),
+        "new_registry_model": not existing,
         "artifact_uri": copy["destination"],
         "files": len(uploaded),
     }

@@ -14,11 +14,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from training.repository import DEFAULT_MODELS_DIR
 
-# Google's prebuilt TensorFlow prediction containers (the newest TF2 family the
-# google-cloud-aiplatform SDK lists in ``aiplatform.constants.prediction``).
-TF_CPU_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
-TF_GPU_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-gpu.2-15:latest"
-
 
 class VertexSettings(BaseSettings):
     """Where and how to run on Vertex AI."""
@@ -38,15 +33,19 @@ class VertexSettings(BaseSettings):
     service_account: str | None = None
     """Service account the endpoint and jobs run as (least privilege: Vertex AI User and
     object access to the one bucket)."""
-    keras_serving_image: str = TF_CPU_IMAGE
-    """Prebuilt TensorFlow prediction container for ``housing_keras``."""
-    keras_serving_image_gpu: str = TF_GPU_IMAGE
-    """Its GPU variant, used when an accelerator is requested."""
     serving_image: str | None = None
-    """The project's gateway+model-server image (custom-container contract), needed for
-    ``housing_sklearn``, e.g. ``REGION-docker.pkg.dev/PROJECT/housing/serving:TAG``."""
+    """The project's gateway+model-server image (custom-container contract) for both models,
+    e.g. ``REGION-docker.pkg.dev/PROJECT/housing/serving:TAG``. It runs the TensorFlow that
+    exported the SavedModels (deploy/tfserving/runtime.py); Google's prebuilt TensorFlow
+    prediction containers stop at 2.15 and may not load a 2.21 SavedModel."""
+    keras_serving_image: str | None = None
+    """Another container for ``housing_keras`` (e.g. a prebuilt ``tf2-cpu.2-NN`` once one
+    matches the exporter's TensorFlow); default: ``serving_image``."""
     trainer_image: str | None = None
     """The project's trainer image, run by ``train`` and ``tune``."""
+    trainer_image_gpu: str | None = None
+    """The same built with ``--build-arg EXTRAS='[gpu]'`` (TensorFlow with CUDA), run instead
+    when an accelerator is requested: the CPU image's TensorFlow never sees a GPU."""
     machine_type: str = "n1-standard-4"
     """Machine type for endpoints, batch prediction and training."""
     accelerator_type: str | None = None

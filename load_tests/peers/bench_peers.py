@@ -31,10 +31,10 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from core.contract import SKLEARN_MODEL
+from core.paths import REPO_ROOT
 from load_tests.peers import cputime, loadgen, profiling, servers
 from training.repository import DEFAULT_MODELS_DIR, version_numbers
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PAYLOADS = REPO_ROOT / "load_tests" / "payloads" / "instances.json"
 METRICS = ("rps", "rows_per_s", "p50_ms", "p99_ms", "server_cpu_ms_per_request", "errors")
 

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from core.contract import FEATURES, NUMERIC_FEATURES, SKLEARN_MODEL
+from core.process import LOOPBACK, ManagedProcess, free_port
 from load_tests import stack
 from load_tests.peers import envs
 
@@ -52,7 +53,7 @@ class Context:
 
 @dataclass
 class Started:
-    processes: list[stack.ManagedProcess]
+    processes: list[ManagedProcess]
     url: str
 
     def stop(self) -> None:
@@ -132,41 +133,41 @@ def start_project(ctx: Context) -> Started:
     server = stack.model_server(config, folder / "model-server.log", batching_file=batching)
     server.start()
     gateway = stack.gateway(
-        {SKLEARN_MODEL: f"{stack.LOOPBACK}:{server.ports['grpc']}"},
+        {SKLEARN_MODEL: server.address("grpc")},
         folder / "gateway.log",
         env={"HOUSING_PREDICTION_LOG_PATH": str(folder / "predictions.sqlite3")},
     )
     gateway.start()
-    url = f"{stack.base_url(gateway)}/v1/models/{SKLEARN_MODEL}:predict"
+    url = f"{gateway.url()}/v1/models/{SKLEARN_MODEL}:predict"
     return Started([server, gateway], url)
 
 
 def start_plain_fastapi(ctx: Context) -> Started:
-    port = stack.free_port()
+    port = free_port()
     argv = [
         sys.executable, "-m", "uvicorn", "load_tests.peers.plain_fastapi:app",
-        "--host", stack.LOOPBACK, "--port", str(port),
+        "--host", LOOPBACK, "--port", str(port),
         "--workers", str(ctx.workers), "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
-    proc = stack.ManagedProcess(
+    proc = ManagedProcess(
         "plain-fastapi",
         argv,
         ctx.workdir / "plain-fastapi.log",
         env={"HOUSING_PEER_MODEL": str(ctx.joblib_path)},
     ).start()
-    return Started([proc], f"http://{stack.LOOPBACK}:{port}/v1/predict")
+    return Started([proc], f"http://{LOOPBACK}:{port}/v1/predict")
 
 
 def start_mlserver(ctx: Context) -> Started:
     env = envs.ensure(envs.PEERS["mlserver"])
     folder = ctx.workdir / "mlserver"
     (folder / "housing").mkdir(parents=True, exist_ok=True)
-    port = stack.free_port()
+    port = free_port()
     settings = {
-        "host": stack.LOOPBACK,
+        "host": LOOPBACK,
         "http_port": port,
-        "grpc_port": stack.free_port(),
-        "metrics_port": stack.free_port(),
+        "grpc_port": free_port(),
+        "metrics_port": free_port(),
         "parallel_workers": ctx.workers,
     }
     (folder / "settings.json").write_text(json.dumps(settings))
@@ -176,13 +177,13 @@ def start_mlserver(ctx: Context) -> Started:
         "parameters": {"uri": str(ctx.joblib_path)},
     }
     (folder / "housing" / "model-settings.json").write_text(json.dumps(model_settings))
-    proc = stack.ManagedProcess(
+    proc = ManagedProcess(
         "mlserver",
         [str(env.bin("mlserver")), "start", str(folder)],
         folder / "mlserver.log",
         env=on_path(env),
     ).start()
-    return Started([proc], f"http://{stack.LOOPBACK}:{port}/v2/models/housing/infer")
+    return Started([proc], f"http://{LOOPBACK}:{port}/v2/models/housing/infer")
 
 
 def start_mlflow(ctx: Context) -> Started:
@@ -193,15 +194,15 @@ def start_mlflow(ctx: Context) -> Started:
         subprocess.run(
             [str(env.python), str(export), str(ctx.joblib_path), str(model_dir)], check=True
         )
-    port = stack.free_port()
+    port = free_port()
     argv = [
         str(env.bin("mlflow")), "models", "serve", "-m", str(model_dir),
-        "--env-manager", "local", "-h", stack.LOOPBACK, "-p", str(port),
+        "--env-manager", "local", "-h", LOOPBACK, "-p", str(port),
         "-w", str(ctx.workers),
     ]  # fmt: skip
-    proc = stack.ManagedProcess("mlflow", argv, ctx.workdir / "mlflow.log", env=on_path(env))
+    proc = ManagedProcess("mlflow", argv, ctx.workdir / "mlflow.log", env=on_path(env))
     proc.start()
-    return Started([proc], f"http://{stack.LOOPBACK}:{port}/invocations")
+    return Started([proc], f"http://{LOOPBACK}:{port}/invocations")
 
 
 PEERS: dict[str, Peer] = {

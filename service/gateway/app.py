@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from core.tfserving import RetryPolicy
-from service.monitoring.monitor import DriftMonitor, MonitorSettings
+from service.monitoring.cards import card_router
+from service.monitoring.monitor import DriftMonitor, MonitorSettings, default_models_dir
 from service.monitoring.routes import drift_router
+from service.prediction_log import DAY, Retention
 
 from . import handlers, routes
 from .metrics import GatewayMetrics
@@ -33,7 +36,8 @@ forwarding validated instances over gRPC to TF Serving or the project's model se
 * Select a version with `?version=N` or `/versions/N:predict`, a label with
   `?label=stable` or `/labels/stable:predict`.
 * When API keys are configured, send `Authorization: Bearer <key>` or `X-API-Key: <key>`
-  (`/livez` and `/readyz` stay open).
+  (`/livez` and `/readyz` stay open; `/metrics` also takes a scrape-only metrics key).
+* Beyond its limit of concurrent predictions the gateway answers 503 with `Retry-After`.
 * Every answer carries `X-Request-ID` (yours when you send a well-formed one).
 """
 HEALTH_PATHS = {"/livez", "/readyz", "/metrics"}
@@ -65,7 +69,17 @@ def default_predictor(settings: GatewaySettings, metrics: GatewayMetrics) -> Gat
         canary_percent=settings.canary_percent,
         ready_cache_seconds=settings.ready_cache_seconds,
         prediction_log_path=str(log_file) if log_file else None,
+        prediction_log_retention=Retention(
+            max_age_seconds=settings.prediction_log_max_age_days * DAY,
+            max_rows=settings.prediction_log_max_rows,
+            every_seconds=settings.prediction_log_retention_seconds,
+        ),
     )
+
+
+def models_dir_of(settings: GatewaySettings) -> Path:
+    """The model repository the gateway reads (cards, drift references)."""
+    return settings.models_dir or default_models_dir()
 
 
 def drift_monitor(settings: GatewaySettings, metrics: GatewayMetrics) -> DriftMonitor | None:
@@ -113,6 +127,7 @@ def create_app(
     app.state.predictor = active
     app.state.metrics = metrics
     app.include_router(routes.router)
+    app.include_router(card_router(models_dir_of(settings), settings.upstreams))
     if monitor is not None:
         app.include_router(drift_router(monitor))
     if settings.aip_predict_route:
@@ -143,8 +158,13 @@ def create_app(
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
         api_keys=settings.api_key_bytes(),
+        metrics_keys=settings.metrics_key_bytes(),
         open_paths=open_paths,
         unmeasured_paths=unmeasured,
+        predict_paths={"/v1/predict", *filter(None, [settings.aip_predict_route])},
+        max_in_flight_predictions=settings.max_in_flight_predictions,
+        max_queued_predictions=settings.max_queued_predictions,
+        retry_after_seconds=settings.retry_after_seconds,
     )
     if settings.cors_origins:
         app.add_middleware(

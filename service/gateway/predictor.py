@@ -19,6 +19,7 @@ LOADING. Only an explicit version the server does not know is a 404.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import math
@@ -31,7 +32,7 @@ import grpc
 
 from core.contract import DEFAULT_LABEL, FEATURES
 from core.tfserving import Deadline, Prediction, VersionState
-from service.prediction_log import PredictionLog, PredictionRecord
+from service.prediction_log import PredictionLog, PredictionRecord, Retention
 
 from .errors import GatewayError, InvalidInput, ModelLoading, ModelNotFound, UpstreamError
 from .metrics import GatewayMetrics
@@ -42,7 +43,8 @@ from .upstream import Upstream
 log = logging.getLogger("service.gateway")
 
 STABLE, CANARY = DEFAULT_LABEL, "canary"
-LABELS_MISSING_TTL = 30.0
+# Short: once `promote` adds labels, default traffic must follow them within seconds.
+LABELS_MISSING_TTL = 2.0
 LOADING_STATES = ("START", "LOADING")
 
 
@@ -67,6 +69,8 @@ class PredictionResult:
 class ReadinessResult:
     ready: bool
     models: dict[str, str]
+    warnings: tuple[str, ...] = ()
+    """What is wrong but does not stop serving (e.g. the prediction log cannot write)."""
 
 
 class Predictor(Protocol):
@@ -109,6 +113,7 @@ class GatewayPredictor:
         canary_percent: float = 0.0,
         ready_cache_seconds: float = 1.0,
         prediction_log_path: str | None = None,
+        prediction_log_retention: Retention | None = None,
     ) -> None:
         self.upstream = upstream
         self.routes = dict(routes)
@@ -120,6 +125,7 @@ class GatewayPredictor:
         self.canary_percent = canary_percent
         self.ready_cache_seconds = ready_cache_seconds
         self.prediction_log_path = prediction_log_path
+        self.prediction_log_retention = prediction_log_retention
         self.prediction_log: PredictionLog | None = None
         self._labels_missing: dict[tuple[str, str], float] = {}
         self._ready: tuple[float, ReadinessResult] | None = None
@@ -127,7 +133,9 @@ class GatewayPredictor:
     async def start(self) -> None:
         await self.upstream.start()
         if self.prediction_log_path:
-            self.prediction_log = await asyncio.to_thread(PredictionLog, self.prediction_log_path)
+            self.prediction_log = await asyncio.to_thread(
+                PredictionLog, self.prediction_log_path, retention=self.prediction_log_retention
+            )
 
     async def close(self) -> None:
         await self.upstream.close()
@@ -146,7 +154,8 @@ class GatewayPredictor:
         """The label to ask for when the client chose neither version nor label.
 
         ``stable`` by default, not the server's default policy: TF Serving serves the
-        highest loaded version, which may be a canary or an unpromoted candidate.
+        highest loaded version, which may be a canary or an unpromoted candidate. The
+        canary's share asks for ``canary``; without that label it goes to ``stable``.
         """
         if selection.version is not None or selection.label is not None:
             return None
@@ -315,7 +324,8 @@ class GatewayPredictor:
         ]
         try:
             committed = asyncio.wrap_future(self.prediction_log.append(records))
-            await asyncio.wait_for(committed, timeout=deadline.remaining())
+            # shield: a timeout stops the wait, never the write itself
+            await asyncio.wait_for(asyncio.shield(committed), timeout=deadline.remaining())
         except Exception as exc:  # the answer is still right; the loss is counted and logged
             self.metrics.prediction_log_failures.inc(len(records))
             log.error(
@@ -327,8 +337,18 @@ class GatewayPredictor:
         self._check_model(model)
         return await self.upstream.model_status(model, request_id)
 
+    def _warnings(self) -> tuple[str, ...]:
+        warning = self.prediction_log.warning() if self.prediction_log is not None else None
+        return (warning,) if warning else ()
+
     async def readiness(self, request_id: str) -> ReadinessResult:
-        """Ready when every routed model has an AVAILABLE version; cached briefly."""
+        """Ready when every routed model has an AVAILABLE version (cached briefly), with
+        the current warnings."""
+        result = await self._model_readiness(request_id)
+        warnings = self._warnings()
+        return dataclasses.replace(result, warnings=warnings) if warnings else result
+
+    async def _model_readiness(self, request_id: str) -> ReadinessResult:
         now = time.monotonic()
         if self._ready is not None and self._ready[0] > now:
             return self._ready[1]

@@ -15,10 +15,12 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from service.model_server.control import ReloadPolicy
 from service.model_server.errors import ServingError, invalid
+from service.model_server.limits import DEFAULT_MAX_ROWS
 from service.model_server.manager import ModelManager
 from service.model_server.predict import DataPlane
-from service.model_server.tensors import from_numpy, to_numpy
+from service.model_server.tensors import decode_inputs, from_numpy
 
 SIGNATURE_DEF_FIELD = "signature_def"
 
@@ -37,20 +39,20 @@ async def abort(context: grpc.aio.ServicerContext, error: ServingError) -> None:
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, predictor: DataPlane):
+    def __init__(self, predictor: DataPlane, max_rows: int = DEFAULT_MAX_ROWS):
         self.predictor = predictor
+        self.max_rows = max_rows
 
     async def Predict(self, request: predict_pb2.PredictRequest, context):  # noqa: N802
         spec = request.model_spec
         try:
             version, label = version_choice(spec)
-            inputs = {name: to_numpy(name, tensor) for name, tensor in request.inputs.items()}
             result = await self.predictor.predict(
                 spec.name,
                 version,
                 label,
                 spec.signature_name,
-                inputs,
+                lambda signature: decode_inputs(request.inputs, signature, self.max_rows),
                 list(request.output_filter),
                 "grpc",
             )
@@ -103,9 +105,10 @@ def metadata_response(
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, manager: ModelManager, config_dir: Path):
+    def __init__(self, manager: ModelManager, config_dir: Path, reload_policy: ReloadPolicy):
         self.manager = manager
         self.config_dir = config_dir
+        self.reload_policy = reload_policy
 
     async def GetModelStatus(self, request, context):  # noqa: N802
         spec = request.model_spec
@@ -123,11 +126,16 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return get_model_status_pb2.GetModelStatusResponse(model_version_status=statuses)
 
     async def HandleReloadConfigRequest(self, request, context):  # noqa: N802
-        """Apply a new model list; like TF Serving, a failure is both in the body and the code."""
+        """Apply a new model list; like TF Serving, a failure is both in the body and the code.
+
+        Only when the reload policy allows the caller, and only inside the model repository.
+        """
         try:
+            metadata = {key: value for key, value in context.invocation_metadata() or ()}
+            self.reload_policy.authorize(context.peer(), metadata)
             if request.config.WhichOneof("config") != "model_config_list":
                 raise invalid("ReloadConfigRequest: only model_config_list is supported")
-            await self.manager.apply_config(request.config, self.config_dir)
+            await self.manager.apply_config(request.config, self.config_dir, confine=True)
         except ServingError as error:
             context.set_code(error.code)
             context.set_details(error.message)

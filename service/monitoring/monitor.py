@@ -43,7 +43,7 @@ from service.monitoring.drift import (
 log = logging.getLogger(__name__)
 
 
-def _default_models_dir() -> Path:
+def default_models_dir() -> Path:
     return Path(os.environ.get("HOUSING_MODELS_DIR", REPO_ROOT / "models"))
 
 
@@ -56,7 +56,7 @@ class MonitorSettings(BaseSettings):
 
     log_path: Path = Path("predictions.sqlite")
     """The prediction log (SQLite) the gateway writes."""
-    models_dir: Path = Field(default_factory=_default_models_dir)
+    models_dir: Path = Field(default_factory=default_models_dir)
     """Model repository holding ``<model>/<version>/reference.parquet``."""
     model: str = SKLEARN_MODEL
     """Which model's traffic to watch."""

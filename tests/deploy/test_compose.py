@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +17,8 @@ import pytest
 import yaml
 
 from core.cli import build_parser
-from deploy.local.stack import (
-    COMPOSE,
-    LOCUST_IMAGE,
-    PROMETHEUS_IMAGE,
-    REPO_ROOT,
-    SERVICES,
-    TF_SERVING_GPU_IMAGE,
-    TF_SERVING_IMAGE,
-)
+from deploy.local.stack import COMPOSE, LOCUST_IMAGE, PROMETHEUS_IMAGE, REPO_ROOT, SERVICES
+from deploy.tfserving.runtime import TF_SERVING_GPU_IMAGE, TF_SERVING_IMAGE, TF_SERVING_PLATFORM
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
@@ -57,8 +51,13 @@ def container_ports(service: dict[str, Any]) -> dict[int, int]:
     result = {}
     for entry in service.get("ports", []):
         host, _, container = str(entry).rpartition(":")
-        result[int(container)] = int(host)
+        result[int(container)] = int(host.rpartition(":")[2])
     return result
+
+
+def open_ports(service: dict[str, Any]) -> set[int]:
+    """Container ports other services can reach: published or only exposed."""
+    return set(container_ports(service)) | {int(port) for port in service.get("expose", [])}
 
 
 def mounts(service: dict[str, Any]) -> dict[str, str]:
@@ -85,7 +84,7 @@ def test_service_matches_the_table(services: dict[str, Any], name: str) -> None:
     assert {k: str(v) for k, v in (service.get("environment") or {}).items()} == (
         COMPOSE.environment(spec)
     )
-    assert set(container_ports(service)) == set(spec.ports.values())
+    assert open_ports(service) == set(spec.ports.values())
 
 
 def test_gateway_routes_keras_to_tfserving_and_sklearn_to_the_model_server(
@@ -122,6 +121,9 @@ def test_tfserving_flags(services: dict[str, Any]) -> None:
 def test_pinned_images(services: dict[str, Any]) -> None:
     assert services["tfserving"]["image"] == TF_SERVING_IMAGE
     assert services["tfserving-gpu"]["image"] == TF_SERVING_GPU_IMAGE
+    # Only amd64 images exist: Apple-silicon hosts must ask for them (emulated).
+    for name in ("tfserving", "tfserving-gpu"):
+        assert services[name]["platform"] == TF_SERVING_PLATFORM, name
     assert services["prometheus"]["image"] == PROMETHEUS_IMAGE
     assert services["load"]["image"] == LOCUST_IMAGE
     for name, service in services.items():
@@ -161,9 +163,12 @@ def test_health_checks_and_start_order(services: dict[str, Any]) -> None:
             assert rule["condition"] in CONDITIONS
             if rule["condition"] == "service_healthy":
                 assert "healthcheck" in services[dependency], dependency
+    # Each model's availability is independent: the gateway waits for the models to exist,
+    # not for both servers to be healthy (its own health check accepts any AVAILABLE model).
     assert services["gateway"]["depends_on"] == {
-        "tfserving": {"condition": "service_healthy"},
-        "model-server": {"condition": "service_healthy"},
+        "trainer": {"condition": "service_completed_successfully"},
+        "tfserving": {"condition": "service_started"},
+        "model-server": {"condition": "service_started"},
     }
     for name in ("tfserving", "model-server"):
         rule = services[name]["depends_on"]["trainer"]
@@ -212,7 +217,7 @@ def test_prometheus_config_scrapes_the_stack(services: dict[str, Any]) -> None:
     for target in targets:
         host, _, port = target.rpartition(":")
         if host in services:
-            assert int(port) in container_ports(services[host]), target
+            assert int(port) in open_ports(services[host]), target
     scraped = {target.rpartition(":")[0] for target in targets}
     assert {"gateway", "model-server", "tfserving"} <= scraped
 
@@ -246,3 +251,115 @@ def test_the_model_server_accepts_tf_servings_flags() -> None:
     args = build_parser().parse_args(["serve", "model-server", *tfserving])
     assert args.enable_batching is True
     assert str(args.model_config_file) == f"{COMPOSE.models}/tfserving.config"
+
+
+MODEL_SERVERS = ("tfserving", "tfserving-gpu", "model-server")
+
+
+def test_model_servers_are_only_on_the_internal_network(compose: dict[str, Any]) -> None:
+    """No label/reload surface on 0.0.0.0: the model servers publish nothing by default."""
+    services = compose["services"]
+    assert compose["networks"]["backend"] == {"internal": True}
+    for name in MODEL_SERVERS:
+        assert "ports" not in services[name], name
+        assert services[name]["networks"] == ["backend"], name
+    for name in ("gateway", "prometheus"):
+        assert set(services[name]["networks"]) == {"backend", "frontend"}, name
+    override = yaml.safe_load((REPO_ROOT / "docker" / "publish-model-servers.yml").read_text())
+    for name, service in override["services"].items():
+        assert name in services and "frontend" in service["networks"]
+        assert all(str(p).startswith("127.0.0.1:") for p in service["ports"]), name
+        assert {int(str(p).rpartition(":")[2]) for p in service["ports"]} == open_ports(
+            services[name]
+        )
+
+
+def entry_flags(argv: list[str], flag: str) -> list[str]:
+    """Values of ``--flag VALUE`` / ``--flag=VALUE`` before the ``--`` of an entrypoint."""
+    head = argv[: argv.index("--")]
+    values = [head[i + 1] for i, arg in enumerate(head) if arg == flag]
+    return values + [arg.split("=", 1)[1] for arg in head if arg.startswith(f"{flag}=")]
+
+
+def dockerfile_entrypoint(dockerfile: str) -> list[str]:
+    text = (REPO_ROOT / dockerfile).read_text().replace("\\\n", " ")
+    match = re.search(r"^ENTRYPOINT\s+(\[.*\])\s*$", text, flags=re.MULTILINE)
+    assert match, dockerfile
+    return yaml.safe_load(match[1])
+
+
+def test_fresh_clone_needs_no_variables_and_no_folders() -> None:
+    """Every ${VAR} has a default, and each service that writes into a bind-mounted host
+    folder (which Docker creates root-owned) starts as root in docker/entrypoint.py, which
+    hands that folder to the checkout's owner and drops root."""
+    raw = yaml.safe_load(COMPOSE_FILE.read_text())
+    text = COMPOSE_FILE.read_text()
+    for match in VARIABLE.finditer(text):
+        assert match.group(2) is not None, f"${{{match.group(1)}}} has no default"
+    services = raw["services"]
+    entrypoints = {
+        "trainer": dockerfile_entrypoint(services["trainer"]["build"]["dockerfile"]),
+        "load": services["load"]["entrypoint"],
+    }
+    for name, service in services.items():
+        writable = [
+            str(v).split(":")[1]
+            for v in service.get("volumes", [])
+            if str(v).startswith("./") and not str(v).endswith(":ro")
+        ]
+        if not writable:
+            continue
+        assert name in entrypoints, f"{name} writes into a host folder without the entrypoint"
+        argv = entrypoints[name]
+        assert any(arg.endswith("docker/entrypoint.py") for arg in argv[:2]), name
+        assert sorted(entry_flags(argv, "--writable")) == sorted(writable), name
+        assert str(service["user"]) == "0:0", f"{name} must start as root to fix ownership"
+        (owner_of,) = entry_flags(argv, "--owner-of")
+        assert mounts(service)[owner_of] == "./docker", f"{name}: the checkout reference"
+    load_script = entrypoints["load"][1]
+    assert mounts(services["load"])[str(Path(load_script).parent)] == "./docker"
+
+
+READINESS = {
+    "both up": (200, {"housing_keras": "AVAILABLE", "housing_sklearn": "AVAILABLE"}, 0),
+    "keras down": (503, {"housing_keras": "NOT_FOUND", "housing_sklearn": "AVAILABLE"}, 0),
+    "none up": (503, {"housing_keras": "UNAVAILABLE", "housing_sklearn": "no versions"}, 1),
+}
+
+
+@pytest.mark.parametrize("case", sorted(READINESS))
+def test_gateway_health_check_passes_while_any_model_is_available(
+    services: dict[str, Any], case: str
+) -> None:
+    """The compose health check itself, run against a real HTTP server answering /readyz."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    status, models, expected = READINESS[case]
+
+    class Readyz(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            body = json.dumps({"ready": status == 200, "models": models}).encode()
+            self.send_response(status if self.path == "/readyz" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Readyz)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        program, flag, code = services["gateway"]["healthcheck"]["test"][1:]
+        assert (program, flag) == ("python", "-c")
+        code = code.replace("127.0.0.1:8000", f"127.0.0.1:{server.server_port}")
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, timeout=30, check=False
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == expected, result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -57,3 +58,25 @@ def test_dockerignore_keeps_local_state_out() -> None:
         if line.strip() and not line.startswith("#")
     }
     assert {".venv", "models", "runs", "logs", ".git"} <= entries
+
+
+PACKAGES = ("core", "training", "pipelines", "service", "deploy")
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_images_hold_every_package_and_start_the_real_cli(dockerfile: Path) -> None:
+    """Both stages copy every project package (the install needs them, and the runtime runs
+    the source), and the entry module is one that exists: a moved CLI breaks the image."""
+    text = dockerfile.read_text()
+    build, runtime = re.split(r"^FROM\s+\S+\s+AS\s+runtime\s*$", text, flags=re.MULTILINE)
+    for stage, body in (("build", build), ("runtime", runtime)):
+        copied = set(re.findall(r"^COPY\s+(\w+)/\s+\1/\s*$", body, flags=re.MULTILINE))
+        assert set(PACKAGES) <= copied, f"{stage} stage lacks {set(PACKAGES) - copied}"
+    entry = re.search(r"^ENTRYPOINT\s+(\[.*?\])\s*$", text.replace("\\\n", " "), re.M | re.S)
+    assert entry, "no ENTRYPOINT"
+    argv = json.loads(entry[1])
+    module = argv[argv.index("-m") + 1]
+    assert (REPO_ROOT / Path(*module.split("."))).with_suffix(".py").is_file(), module
+    for script in (arg for arg in argv if arg.endswith(".py")):
+        relative = Path(script).relative_to("/app")
+        assert (REPO_ROOT / relative).is_file() and f"COPY {relative} {relative}" in text

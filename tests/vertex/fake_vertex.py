@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import random
+import re
 from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
@@ -85,6 +86,8 @@ class FakeVertex:
         self.predict_fn = predict
         self.calls: list[tuple[str, Any]] = []
         self.models: dict[str, types.Model] = {}
+        """Model name -> its default version."""
+        self.versions: dict[str, list[types.Model]] = {}
         self.endpoints: dict[str, types.Endpoint] = {}
         self.jobs: dict[str, Any] = {}
         self.counter = 1000
@@ -99,23 +102,56 @@ class FakeVertex:
     # ---- ModelService ------------------------------------------------------------------
 
     def UploadModel(self, request: types.UploadModelRequest) -> Any:
-        name = f"{self.parent}/models/{self.new_id()}"
+        """A new registry Model, or (``parent_model``) a new version of one; an alias moves
+        to the new version, and ``default`` marks the version the Model name resolves to."""
         model = types.Model(request.model)
+        if request.parent_model:
+            name = request.parent_model.split("@")[0]
+            versions = self.versions[name]  # KeyError -> NOT_FOUND, as Vertex answers
+            model.version_id = str(max(int(v.version_id) for v in versions) + 1)
+            for other in versions:
+                kept = [a for a in other.version_aliases if a not in model.version_aliases]
+                del other.version_aliases[:]
+                other.version_aliases.extend(kept)
+        else:
+            name = f"{self.parent}/models/{self.new_id()}"
+            model.version_id = "1"
+            self.versions[name] = []
+            if "default" not in model.version_aliases:
+                model.version_aliases.append("default")
         model.name = name
-        model.version_id = "1"
         model.create_time = datetime.datetime.now(datetime.UTC)
         # What Vertex reports for models served from a container.
         model.supported_deployment_resources_types = [
             types.Model.DeploymentResourcesType.DEDICATED_RESOURCES
         ]
-        self.models[name] = model
-        return done(types.UploadModelResponse(model=name, model_version_id="1"))
+        self.versions[name].append(model)
+        self.models[name] = next(
+            v for v in reversed(self.versions[name]) if "default" in v.version_aliases
+        )
+        return done(types.UploadModelResponse(model=name, model_version_id=model.version_id))
 
     def GetModel(self, request: types.GetModelRequest) -> Any:
-        return types.Model.pb(self.models[request.name.split("@")[0]])
+        name, _, version = request.name.partition("@")
+        if version:
+            found = [
+                v
+                for v in self.versions[name]
+                if v.version_id == version or version in v.version_aliases
+            ]
+            if found:
+                return types.Model.pb(found[0])
+        return types.Model.pb(self.models[name])
+
+    def ListModels(self, request: types.ListModelsRequest) -> Any:
+        """The default version of each Model; ``display_name="X"`` filters are understood."""
+        wanted = re.fullmatch(r'display_name="([^"]*)"', request.filter or "")
+        models = [m for m in self.models.values() if wanted is None or m.display_name == wanted[1]]
+        return types.ListModelsResponse.pb(types.ListModelsResponse(models=models))
 
     def DeleteModel(self, request: types.DeleteModelRequest) -> Any:
         del self.models[request.name]
+        del self.versions[request.name]
         return done()
 
     # ---- EndpointService ---------------------------------------------------------------
@@ -269,7 +305,7 @@ def _values(request: types.PredictRequest) -> list[Any]:
 
 
 SERVICES = {
-    "ModelService": ("UploadModel", "GetModel", "DeleteModel"),
+    "ModelService": ("UploadModel", "GetModel", "ListModels", "DeleteModel"),
     "EndpointService": (
         "CreateEndpoint",
         "GetEndpoint",
