@@ -180,3 +180,19 @@ def test_a_resumed_run_keeps_its_checkpoints_version(
         pd.read_parquet(output)["predicted_median_house_value"], expected(batch_models[1], frame),
         rtol=1e-4, atol=1.0,
     )  # fmt: skip
+
+
+def test_the_client_reads_status_and_metadata_from_the_real_server(model_server: Any) -> None:
+    async def ask() -> tuple[Any, Any]:
+        async with TFServingClient(model_server.address("grpc")) as client:
+            states = await client.model_status(SKLEARN_MODEL, request_id="meta-1")
+            signature = await client.model_metadata(SKLEARN_MODEL, label="stable")
+            return states, signature
+
+    states, signature = asyncio.run(ask())
+    assert sorted((s.version, s.state) for s in states) == [(1, "AVAILABLE"), (2, "AVAILABLE")]
+    assert (signature.model, signature.version) == (SKLEARN_MODEL, 1)
+    assert set(signature.inputs) == set(FEATURES)
+    assert signature.inputs["ocean_proximity"].dtype == "DT_STRING"
+    assert signature.inputs["median_income"].dtype == "DT_FLOAT"
+    assert signature.outputs["median_house_value"].dtype == "DT_FLOAT"
