@@ -21,6 +21,7 @@ import grpc
 import numpy as np
 import pandas as pd
 
+from core import console
 from core.contract import CATEGORICAL_FEATURE, DEFAULT_LABEL
 from core.errors import UserError
 from core.tfserving import Prediction, RetryBudget, RetryPolicy, TFServingClient, TFServingError
@@ -81,7 +82,7 @@ class Served:
         self.version = parts.served.get("version", job.version)
         self.settled = "version" in parts.served  # a resumed run keeps its version
         self.lock = asyncio.Lock()
-        if self.settled:
+        if self.settled and not console.quiet():
             print(
                 f"batch-score: resuming with {job.model} version {self.version} "
                 "(from the checkpoint)",
@@ -115,24 +116,21 @@ class Served:
 
     def _settle(self, answer: Prediction) -> None:
         self.settled = True
-        if answer.version is not None:
-            self.version = answer.version
         asked = f"label {self.label!r}" if self.label else "the server's default version"
         if self.job.version is not None:
             asked = "as asked"
         if answer.version is None:
-            print(
-                f"batch-score: the server does not say which version answered ({asked})",
-                file=sys.stderr,
+            message = f"the server does not say which version answered ({asked})"
+        else:
+            self.version = answer.version
+            self.parts.served = {"model": self.job.model, "version": answer.version}
+            self.parts.save()
+            message = (
+                f"scoring with {self.job.model} version {answer.version} ({asked}); "
+                "every chunk asks for that version"
             )
-            return
-        self.parts.served = {"model": self.job.model, "version": answer.version}
-        self.parts.save()
-        print(
-            f"batch-score: scoring with {self.job.model} version {answer.version} ({asked}); "
-            "every chunk asks for that version",
-            file=sys.stderr,
-        )
+        if not console.quiet():
+            print(f"batch-score: {message}", file=sys.stderr)
 
 
 def chunk_frames(
@@ -181,13 +179,11 @@ async def score(job: Job) -> dict[str, Any]:
     client = TFServingClient(job.target, policy, retry_budget=retry_budget)
     await client.start()
     served = Served(job, parts, client)
-    from tqdm import tqdm
-
-    bar = tqdm(
+    bar = console.bar(
         total=reader.total_rows(job.input),
+        enabled=job.progress,
         unit="row",
         desc="batch-score",
-        disable=not job.progress,
         smoothing=0.1,
     )
     totals = {"rows": 0, "scored": 0, "rejected": 0, "skipped_rows": 0}

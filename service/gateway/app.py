@@ -83,17 +83,18 @@ def models_dir_of(settings: GatewaySettings) -> Path:
 
 
 def drift_monitor(settings: GatewaySettings, metrics: GatewayMetrics) -> DriftMonitor | None:
-    """The drift monitor over this gateway's prediction log (none when the log is off)."""
+    """The drift monitor over this gateway's prediction log, watching every routed model
+    (the default first); none when the log is off."""
     log_file = settings.prediction_log_file
     if log_file is None:
         return None
+    models = [settings.default_model, *sorted(set(settings.upstreams) - {settings.default_model})]
     options: dict = {
         "log_path": log_file,
-        "model": settings.default_model,
+        "models": models,
         "interval_seconds": settings.drift_interval_seconds,
+        "models_dir": models_dir_of(settings),
     }
-    if settings.models_dir is not None:
-        options["models_dir"] = settings.models_dir
     return DriftMonitor(MonitorSettings(**options), registry=metrics.registry)
 
 
@@ -165,6 +166,7 @@ def create_app(
         max_in_flight_predictions=settings.max_in_flight_predictions,
         max_queued_predictions=settings.max_queued_predictions,
         retry_after_seconds=settings.retry_after_seconds,
+        body_timeout_seconds=settings.body_timeout_seconds,
     )
     if settings.cors_origins:
         app.add_middleware(

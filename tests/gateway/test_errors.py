@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-
 import grpc
 import pytest
 
+from core.process import free_port
 from service.gateway.errors import GRPC_TO_HTTP
 
 from .conftest import INSTANCE
@@ -166,9 +165,7 @@ async def test_slow_upstream_hits_the_deadline_504(make_client, behaviour):
 
 
 async def test_unreachable_upstream_is_503_with_retry_after(make_client, behaviour):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    dead = f"127.0.0.1:{free_port()}"
     async with make_client(upstreams={"housing_sklearn": dead}, retries=1) as client:
         r = await client.post("/v1/predict", json=BODY)
         assert r.status_code == 503

@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from core.contract import KERAS_MODEL, SKLEARN_MODEL
+from core.process import ManagedProcess, http_ok
 from load_tests import hostile, stack
+from load_tests.grpc_payloads import predict_request
 from service.model_server.batching import Batcher
 from service.model_server.config import BatchingOptions
-from tests.model_server import artifacts
-from tests.model_server.helpers import instances, predict_request
+from tests.model_server.helpers import instances
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -25,11 +27,11 @@ pytestmark = pytest.mark.timeout(600)
 @pytest.fixture(scope="module")
 def stack_server(models, tmp_path_factory) -> Iterator[hostile.Target]:
     logs = tmp_path_factory.mktemp("hostile")
-    with hostile.stack_model_server(models.root, logs, artifacts.SKLEARN) as target:
+    with hostile.stack_model_server(models.root, logs, SKLEARN_MODEL) as target:
         yield target
 
 
-@pytest.mark.parametrize("model", [artifacts.SKLEARN, artifacts.KERAS])
+@pytest.mark.parametrize("model", [SKLEARN_MODEL, KERAS_MODEL])
 def test_corpus_gets_only_client_errors_and_memory_stays_flat(stack_server, model):
     report = hostile.run(stack_server.grpc, stack_server.rest, stack_server.pid, model, rounds=2)
     assert len(report.outcomes) == 2 * (len(hostile.grpc_corpus()) + len(hostile.rest_corpus()))
@@ -44,7 +46,7 @@ def grpc_details(target: str, case_name: str) -> str:
     with grpc.insecure_channel(target) as channel:
         call = channel.unary_unary(hostile.PREDICT_METHOD, request_serializer=lambda b: b)
         with pytest.raises(grpc.RpcError) as caught:
-            call(case.build(artifacts.SKLEARN), timeout=30)
+            call(case.build(SKLEARN_MODEL), timeout=30)
     assert caught.value.code() == case.expected
     return caught.value.details()
 
@@ -52,7 +54,7 @@ def grpc_details(target: str, case_name: str) -> str:
 @pytest.mark.parametrize(
     ("case", "named"),
     [
-        ("huge declared shape, one value", "'latitude': 50000000 rows exceed the limit of 10000"),
+        ("huge declared shape, one value", "'latitude': 50000000 rows, larger than the limit"),
         ("negative dimension", "tensor parsing error: latitude"),
         ("unknown rank", "tensor parsing error: latitude"),
         ("declared shape and values count disagree", "'latitude'"),
@@ -77,14 +79,14 @@ def test_grpc_errors_name_the_input(stack_server, case, named):
         ("beyond float32's range", "'total_rooms'"),
         ("Infinity literal", "'latitude'"),
         ("JSON nested 100,000 deep", "nested too deeply"),
-        ("one row over the row limit", "10001 rows exceed the limit of 10000"),
+        ("one row over the row limit", "10001 rows, larger than the limit of 10000"),
         ("40 MB body", "larger than 4194304 bytes"),
     ],
 )
 def test_rest_errors_name_the_input(stack_server, case, named):
     rest_case = next(c for c in hostile.rest_corpus() if c.name == case)
     response = httpx.post(
-        stack_server.rest + rest_case.path.format(model=artifacts.SKLEARN),
+        stack_server.rest + rest_case.path.format(model=SKLEARN_MODEL),
         content=rest_case.body(),
         timeout=30,
     )
@@ -122,34 +124,34 @@ async def test_a_request_the_model_fails_on_fails_alone_in_a_merged_batch():
 
 
 @pytest.fixture(scope="module")
-def capped_server(models, tmp_path_factory) -> Iterator[stack.ManagedProcess]:
+def capped_server(models, tmp_path_factory) -> Iterator[ManagedProcess]:
     """No batching, at most 2 Predict calls in flight."""
     server = stack.model_server(
         models.repo.config_path,
         tmp_path_factory.mktemp("capped") / "model-server.log",
         extra=["--max_concurrent_predicts=2"],
     ).start()
-    rest = stack.base_url(server, "rest")
-    server.wait_ready(stack.http_ok(f"{rest}/v1/models/{artifacts.SKLEARN}"), 180)
+    rest = server.url("rest")
+    server.wait_ready(http_ok(f"{rest}/v1/models/{SKLEARN_MODEL}"), 180)
     yield server
     server.stop()
 
 
 def test_concurrency_cap_refuses_with_resource_exhausted_and_retry_after(capped_server, split):
     rows = split.test.head(2000)
-    grpc_request = predict_request(rows, artifacts.SKLEARN, version=1)
+    grpc_request = predict_request(rows, SKLEARN_MODEL, version=1)
     body = {"instances": instances(rows)}
-    target = f"{stack.LOOPBACK}:{capped_server.ports['grpc']}"
+    target = capped_server.address("grpc")
 
     async def burst():
         async with (
             grpc.aio.insecure_channel(target) as channel,
-            httpx.AsyncClient(base_url=stack.base_url(capped_server, "rest"), timeout=60) as http,
+            httpx.AsyncClient(base_url=capped_server.url("rest"), timeout=60) as http,
         ):
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
             grpc_calls = [stub.Predict(grpc_request, timeout=60) for _ in range(20)]
             rest_calls = [
-                http.post(f"/v1/models/{artifacts.SKLEARN}:predict", json=body) for _ in range(20)
+                http.post(f"/v1/models/{SKLEARN_MODEL}:predict", json=body) for _ in range(20)
             ]
             return await asyncio.gather(
                 asyncio.gather(*grpc_calls, return_exceptions=True), asyncio.gather(*rest_calls)
