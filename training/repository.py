@@ -89,9 +89,7 @@ def version_numbers(model_dir: Path) -> list[int]:
     return sorted(found)
 
 
-def tree_sha256(
-    directory: Path, exclude: tuple[str, ...] = (MANIFEST_NAME, CARD_DIR)
-) -> str:
+def tree_sha256(directory: Path, exclude: tuple[str, ...] = (MANIFEST_NAME, CARD_DIR)) -> str:
     """One digest for a folder artifact (a SavedModel): relative paths and file digests.
     ``exclude`` names files or top-level folders left out (the manifest, the model card)."""
     digest = hashlib.sha256()
