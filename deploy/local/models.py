@@ -66,7 +66,12 @@ def fetch_storage_uri(uri: str, models_dir: Path) -> str:
     from google.cloud import storage
 
     from deploy.vertex.gcs import split_uri
-    from training.repository import ModelRepository, RepositoryError, read_manifest
+    from training.repository import (
+        ModelRepository,
+        RepositoryError,
+        check_model_name,
+        read_manifest,
+    )
 
     bucket, prefix = split_uri(uri)
     staging = models_dir / ".download"
@@ -87,6 +92,9 @@ def fetch_storage_uri(uri: str, models_dir: Path) -> str:
     try:
         manifest = read_manifest(staging)
         name, version, platform = manifest["model"], int(manifest["version"]), manifest["platform"]
+        check_model_name(name)  # it becomes a folder name below
+        if version < 1:
+            raise ValueError(f"version {version} is not a positive integer")
     except (OSError, ValueError, KeyError, TypeError, RepositoryError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise UserError(f"{uri} is not a model version folder with a manifest: {exc}") from None

@@ -109,6 +109,23 @@ def curl_examples(layout: Layout) -> list[str]:
     ]
 
 
+GRAFANA_URL = "http://127.0.0.1:3000"
+DASHBOARD_PATH = "/d/housing-service"  # the uid in deploy/grafana/dashboards/housing.json
+
+
+def grafana_dashboard_url(base: str = GRAFANA_URL) -> str | None:
+    """The dashboard's URL when a Grafana answers at ``base`` (e.g. ``docker compose up
+    grafana``), else None."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{base}/api/health", timeout=1) as response:  # noqa: S310
+            healthy = response.status == 200
+    except OSError:
+        return None
+    return f"{base}{DASHBOARD_PATH}" if healthy else None
+
+
 def banner(layout: Layout, services: list[Service], console_logs: bool) -> str:
     gateway = layout.ports["gateway"]["http"]
     server = layout.ports["model-server"]
@@ -122,6 +139,9 @@ def banner(layout: Layout, services: list[Service], console_logs: bool) -> str:
     ]
     if "prometheus" in names:
         lines.append(f"  prometheus    http://127.0.0.1:{layout.ports['prometheus']['http']}")
+    dashboard = grafana_dashboard_url()
+    if dashboard:
+        lines.append(f"  grafana       {dashboard}")
     if not console_logs:
         logs = ", ".join(str(Path(layout.logs) / f"{name}.log") for name in names)
         lines.append(f"  logs          {logs}")

@@ -86,8 +86,15 @@ def test_simulate_drift_turns_the_flag_on(demo_gateway: str, capsys) -> None:
     out = capsys.readouterr().out
     assert "sent 300 rows in 30 requests: status codes {'200': 30}" in out
     assert "dataset drift: YES" in out and "median_income" in out and "ocean_proximity" in out
+    assert "window: housing_sklearn version 1, 300 rows from" in out
     latest = httpx.get(f"{demo_gateway}/v1/monitoring/drift", timeout=10).json()
     assert latest["dataset_drift"] is True and latest["current"]["rows"] == 300
+
+    # The issue: right after a shifted run, unshifted traffic was reported as drift because
+    # the report's window took the shifted rows in too. It compares this run's rows only.
+    assert main([*argv, "--batch", "10", "--shift", "none", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "dataset drift: no (drifted columns: none)" in out and ", 300 rows from" in out
 
 
 def test_simulate_drift_bad_gateway_is_one_line() -> None:
