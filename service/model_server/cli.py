@@ -11,6 +11,7 @@ from service.model_server.limits import (
     DEFAULT_MAX_CONCURRENT_PREDICTS,
     DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_MAX_ROWS,
+    DEFAULT_MAX_STRING_BYTES,
 )
 
 if TYPE_CHECKING:
@@ -136,6 +137,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "allows 2 GiB)",
     )
     parser.add_argument(
+        "--max_string_bytes",
+        type=positive,
+        default=DEFAULT_MAX_STRING_BYTES,
+        help="longest value of a string input; longer: RESOURCE_EXHAUSTED, REST 413 "
+        f"(default {DEFAULT_MAX_STRING_BYTES})",
+    )
+    parser.add_argument(
         "--max_concurrent_predicts",
         type=non_negative,
         default=DEFAULT_MAX_CONCURRENT_PREDICTS,
@@ -199,6 +207,7 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
             max_rows=args.max_request_rows,
             max_request_bytes=args.max_request_bytes,
             max_concurrent_predicts=args.max_concurrent_predicts,
+            max_string_bytes=args.max_string_bytes,
         ),
         reload_config=args.enable_reload_config,
         reload_secret=reload_secret,

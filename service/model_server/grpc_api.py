@@ -19,7 +19,7 @@ from tensorflow_serving.apis import (
 
 from service.model_server.control import ReloadPolicy
 from service.model_server.errors import ServingError, invalid
-from service.model_server.limits import DEFAULT_MAX_ROWS
+from service.model_server.limits import RequestLimits
 from service.model_server.manager import ModelManager
 from service.model_server.predict import DataPlane
 from service.model_server.tensors import decode_inputs, from_numpy
@@ -84,9 +84,9 @@ async def abort(context: grpc.aio.ServicerContext, error: ServingError) -> None:
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, predictor: DataPlane, max_rows: int = DEFAULT_MAX_ROWS):
+    def __init__(self, predictor: DataPlane, limits: RequestLimits | None = None):
         self.predictor = predictor
-        self.max_rows = max_rows
+        self.limits = limits or RequestLimits()
 
     async def Predict(  # noqa: N802
         self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext
@@ -99,7 +99,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 version,
                 label,
                 spec.signature_name,
-                lambda signature: decode_inputs(request.inputs, signature, self.max_rows),
+                lambda signature: decode_inputs(request.inputs, signature, self.limits),
                 list(request.output_filter),
                 "grpc",
             )

@@ -136,7 +136,7 @@ async def serve(options: ServerOptions) -> None:
         ],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(predictor, limits.max_rows), server
+        PredictionService(predictor, limits), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelService(
