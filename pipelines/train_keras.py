@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core import console
 from core.errors import UserError
 from pipelines.common import DEFAULT_RUNS_DIR, run_dir, write_results
 
@@ -113,7 +114,8 @@ def handle(args: argparse.Namespace) -> int:
         strategy=args.strategy,
         batch_size=args.batch_size,
         trials=args.trials,
-        verbose="auto" if sys.stdout.isatty() else 2,
+        # Keras' own bar on a terminal, one line per epoch in logs, nothing under --quiet.
+        verbose=0 if console.quiet() else "auto" if sys.stdout.isatty() else 2,
     )
     metrics = result["metrics"]
     low, high = metrics["test_rmse_ci95_t"]

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import UserError
-from deploy.local.stack import SERVICES, fetch_storage_uri, local_layout
+from deploy.local.models import fetch_storage_uri
+from deploy.local.services import SERVICES, local_layout
 from training.repository import ModelRepository
 
 
