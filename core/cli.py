@@ -19,17 +19,17 @@ from core.errors import UserError
 
 # (group name or None for a top-level command, help text, modules that register into it)
 COMMANDS: list[tuple[str | None, str, list[str]]] = [
-    ("data", "fetch, verify and validate the dataset", ["pipelines.data"]),
+    ("data", "fetch, validate and explore the dataset", ["pipelines.data", "pipelines.explore"]),
     (
         "train",
         "train, evaluate and export a model version",
         ["pipelines.train_keras", "pipelines.train_sklearn"],
     ),
-    (None, "", ["pipelines.batch_score", "pipelines.evaluate"]),
+    (None, "", ["pipelines.batch_score", "pipelines.evaluate", "pipelines.model_card"]),
     (
         "serve",
         "run the model server or the gateway",
-        ["service.model_server.cli", "deploy.local.stack", "service.gateway.cli"],
+        ["service.model_server.cli", "deploy.local.cli", "service.gateway.cli"],
     ),
     ("monitor", "data drift and live performance", ["pipelines.monitor"]),
     (
@@ -45,6 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="housing",
         description="California housing service: train, serve, monitor and deploy.",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bars or heartbeat lines"
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="keep TensorFlow's native start-up messages (oneDNN, CUDA probing) on stderr",
     )
     top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group, help_text, modules in COMMANDS:
@@ -63,8 +72,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from core import console
+
     args = build_parser().parse_args(argv)
-    return run_handler(args.func, args, prog="housing")
+    console.configure(quiet=args.quiet)
+    # Servers keep their stderr untouched (operators read it raw); commands filter it.
+    if args.verbose or args.command == "serve" or not _is_real_stderr():
+        return run_handler(args.func, args, prog="housing")
+    noise = console.NativeNoiseFilter().start()
+    try:
+        return run_handler(args.func, args, prog="housing")
+    finally:
+        noise.stop()
+
+
+def _is_real_stderr() -> bool:
+    """False under test capture (sys.stderr replaced): the descriptor is not what prints."""
+    try:
+        return sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def run_handler(

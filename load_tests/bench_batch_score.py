@@ -14,59 +14,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.contract import FEATURES, SKLEARN_MODEL  # noqa: E402
+from core.paths import REPO_ROOT  # noqa: E402
+from core.process import housing_argv  # noqa: E402
+from load_tests import stack  # noqa: E402
 
 TARGET_RATIO = 0.5
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def small_model_repo(folder: Path) -> Path:
     """A models folder with the book's preprocessing + LinearRegression (2,000-row sample)."""
-    from sklearn.linear_model import LinearRegression
-    from sklearn.pipeline import make_pipeline
-
-    from load_tests.models import publish_sklearn
-    from training.data import features_and_target, load_split
-    from training.features import preprocessing
+    from load_tests.models import publish_sklearn, small_sklearn
+    from training.data import load_split
     from training.repository import ModelRepository
 
-    features, target = features_and_target(load_split().train.sample(2000, random_state=42))
-    model = make_pipeline(preprocessing(), LinearRegression()).fit(features, target)
-    publish_sklearn(ModelRepository(folder), model)
+    publish_sklearn(ModelRepository(folder), small_sklearn(load_split().train, trees=0))
     return folder
-
-
-def wait_ready(target: str, process: subprocess.Popen, timeout: float) -> None:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise SystemExit("model server exited during start-up")
-            try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
-                    return
-            except grpc.RpcError:
-                time.sleep(0.2)
-    raise SystemExit(f"model server not ready in {timeout}s")
 
 
 def main() -> int:
@@ -116,36 +87,19 @@ def main() -> int:
             model.predict(rows)
             in_process.append(time.perf_counter() - started)
 
-        port = free_port()
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "service.model_server",
-                "--host",
-                "127.0.0.1",
-                f"--port={port}",
-                "--rest_api_port=0",
-                f"--model_config_file={models / 'models.config'}",
-            ],
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
+        env = {"TF_CPP_MIN_LOG_LEVEL": "3"}
+        server = stack.model_server(
+            models / "models.config", work / "model-server.log", rest_port=0, env=env
         )
-        try:
-            wait_ready(f"127.0.0.1:{port}", server, args.timeout)
+        with server:
+            stack.serving(server, args.timeout)
             output = work / "scored.parquet"
             runs, walls = [], []
             for _ in range(args.repeats):
                 output.unlink(missing_ok=True)
                 started = time.perf_counter()
                 done = subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "core.cli",
+                    housing_argv(
                         "batch-score",
                         "--no-progress",
                         "--input",
@@ -157,17 +111,17 @@ def main() -> int:
                         "--version",
                         str(version),
                         "--target",
-                        f"127.0.0.1:{port}",
+                        server.address("grpc"),
                         "--batch-size",
                         str(args.batch_size),
                         "--concurrency",
                         str(args.concurrency),
-                    ],
-                    cwd=REPO,
+                    ),
+                    cwd=REPO_ROOT,
                     capture_output=True,
                     text=True,
                     timeout=args.timeout,
-                    env=env,
+                    env={**os.environ, **env},
                 )
                 walls.append(time.perf_counter() - started)
                 if done.returncode != 0:
@@ -175,9 +129,6 @@ def main() -> int:
                 runs.append(json.loads(done.stdout)["seconds"])
                 scored = pd.read_parquet(output)
                 assert len(scored) == args.rows and scored["row"].is_monotonic_increasing
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
     in_process_rps = args.rows / min(in_process)
     batch_rps = args.rows / min(runs)
     figures = {

@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.process import http_ok  # noqa: E402
 from load_tests import models as bench_models  # noqa: E402
 from load_tests import stack  # noqa: E402
 
@@ -95,12 +96,12 @@ async def drive(call, concurrency: int, seconds: float, warmup: float) -> dict[s
 
 async def bench_grpc(target: str, instance: dict, concurrency: int, seconds: float, warmup: float):
     import grpc
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    from service.gateway.upstream import build_request
+    from core.tfserving import predict_request
+    from core.tfserving_protos.tensorflow_serving.apis import prediction_service_pb2_grpc
 
     columns = {name: [value] for name, value in instance.items()}
-    request = build_request("housing_sklearn", columns, 1)
+    request = predict_request("housing_sklearn", columns)
     async with grpc.aio.insecure_channel(target) as channel:
         predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
 
@@ -158,17 +159,17 @@ def main() -> int:
         gateway = None
         try:
             server.start().wait_ready(
-                stack.http_ok(f"{stack.base_url(server, 'rest')}/v1/models/housing_sklearn"), 120
+                http_ok(f"{server.url('rest')}/v1/models/housing_sklearn"), 120
             )
-            target = f"{stack.LOOPBACK}:{server.ports['grpc']}"
+            target = server.address("grpc")
             gateway = stack.gateway(
                 {"housing_sklearn": target},
                 folder / "gateway.log",
                 extra=["--workers", str(args.workers), "--prediction-log-path",
                        str(folder / "predictions.sqlite3"), "--log-level", "warning"],
             )  # fmt: skip
-            url = stack.base_url(gateway)
-            gateway.start().wait_ready(stack.http_ok(f"{url}/readyz"), 120)
+            url = gateway.url()
+            gateway.start().wait_ready(http_ok(f"{url}/readyz"), 120)
             cpu_before = tree_cpu_seconds(server.pid)
             direct = asyncio.run(
                 bench_grpc(target, instance, args.concurrency, args.seconds, args.warmup)

@@ -31,8 +31,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import grpc  # noqa: E402
 from tensorflow_serving.apis import prediction_service_pb2_grpc  # noqa: E402
 
-from tests.model_server import artifacts  # noqa: E402
-from tests.model_server.helpers import predict_request, wire_frame  # noqa: E402
+from core.process import ManagedProcess  # noqa: E402
+from load_tests import models, stack  # noqa: E402
+from load_tests.grpc_payloads import predict_request, wire_frame  # noqa: E402
 from training.data import load_split  # noqa: E402
 from training.repository import ModelRepository, load_sklearn_model  # noqa: E402
 
@@ -113,15 +114,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(server: artifacts.ServerProcess, one, big, seconds: float) -> dict[str, float]:
-    server.wait_ready()
+def measure(server: ManagedProcess, one, big, seconds: float) -> dict[str, float]:
+    stack.serving(server)
+    target = server.address("grpc")
     one_request = predict_request(one, NAME)
     big_request = predict_request(big, NAME)
-    latencies = asyncio.run(sequential(server.target, one_request, seconds))
-    cpu_before = cpu_seconds(server.process.pid)
-    rps, failures = asyncio.run(concurrent(server.target, one_request, 16, seconds))
-    cpu_per_request = (cpu_seconds(server.process.pid) - cpu_before) / max(rps * seconds, 1)
-    big_latencies = asyncio.run(sequential(server.target, big_request, seconds))
+    latencies = asyncio.run(sequential(target, one_request, seconds))
+    cpu_before = cpu_seconds(server.pid)
+    rps, failures = asyncio.run(concurrent(target, one_request, 16, seconds))
+    cpu_per_request = (cpu_seconds(server.pid) - cpu_before) / max(rps * seconds, 1)
+    big_latencies = asyncio.run(sequential(target, big_request, seconds))
     return {
         "p50": percentile(latencies, 50),
         "p99": percentile(latencies, 99),
@@ -148,7 +150,7 @@ def main() -> int:
             shutil.copytree(args.model_dir, repo.model_dir(NAME) / "1")
             repo.register(NAME, "sklearn")
         else:
-            artifacts.publish_sklearn(repo, artifacts.fit_sklearn(split.train), name=NAME)
+            models.publish_sklearn(repo, models.small_sklearn(split.train, trees=0), name=NAME)
         model = load_sklearn_model(repo.version_dir(NAME, 1))
         one = split.test.head(1)
         big = split.test.sample(n=1024, random_state=0)
@@ -159,12 +161,18 @@ def main() -> int:
             f"batch_timeout_micros {{ value: {args.batch_timeout_micros} }}\n"
             "max_enqueued_batches { value: 1000 }\nnum_batch_threads { value: 2 }\n"
         )
-        common = [f"--model_config_file={repo.config_path}", "--file_system_poll_wait_seconds=0"]
-        batching = ["--enable_batching", f"--batching_parameters_file={work / 'batching.config'}"]
         # Both start at once (startup is mostly importing TensorFlow); one is measured at a time.
         servers = {
-            label: artifacts.ServerProcess([*common, *extra], work / f"{index}.log", rest=False)
-            for index, (label, extra) in enumerate((("no batching", []), ("batching", batching)))
+            label: stack.model_server(
+                repo.config_path,
+                work / f"{index}.log",
+                rest_port=0,
+                batching_file=batching,
+                poll_seconds=0,
+            ).start()
+            for index, (label, batching) in enumerate(
+                (("no batching", None), ("batching", work / "batching.config"))
+            )
         }
         results = {}
         try:

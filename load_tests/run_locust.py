@@ -22,7 +22,10 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-REPO_ROOT = HERE.parent
+sys.path.insert(0, str(HERE.parent))  # run as a script: make the repository importable
+
+from core.paths import REPO_ROOT  # noqa: E402
+
 DEFAULT_CONFIG = HERE / "thresholds.toml"
 INVALID_PREFIX = "[invalid]"
 

@@ -9,13 +9,18 @@ for any model, scikit-learn or a SavedModel.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.errors import UserError
 from pipelines.common import run_dir, write_results
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 RUN_NAME = "evaluate"
 
@@ -36,7 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model", default=SKLEARN_MODEL, help=f"model name (default: {SKLEARN_MODEL})"
     )
     parser.add_argument(
-        "--version", type=int, default=None, help="version number (default: the latest)"
+        "--version",
+        type=int,
+        default=None,
+        help="version number (default: the 'stable' label, else the highest served version)",
     )
     parser.add_argument(
         "--models-dir",
@@ -68,7 +76,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     metrics = results["metrics"]
     low, high = metrics["test_rmse_ci95_t"]
     boot_low, boot_high = metrics["test_rmse_ci95_bootstrap"]
-    print(f"{results['model']} version {results['version']} on {metrics['test_rows']} test rows")
+    print(
+        f"{results['model']} version {results['version']} ({results['version_chosen_by']}) "
+        f"on {metrics['test_rows']} test rows"
+    )
     print(
         f"test RMSE {metrics['test_rmse']:,.0f} USD  95% CI t [{low:,.0f}, {high:,.0f}]  "
         f"bootstrap [{boot_low:,.0f}, {boot_high:,.0f}]  MAE {metrics['test_mae']:,.0f}"
@@ -82,61 +93,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def error_by_income_category(income, y_true, y_pred) -> list[dict[str, Any]]:
-    """RMSE and MAE per income category (the book's strata 1-5)."""
-    import pandas as pd
-
-    from training.data import income_category
-
-    frame = pd.DataFrame(
-        {
-            "cat": income_category(pd.Series(np.asarray(income, dtype=float))),
-            "error": np.asarray(y_pred, dtype=float) - np.asarray(y_true, dtype=float),
-        }
-    )
-    rows = []
-    for cat, group in frame.groupby("cat", observed=True):
-        errors = group["error"].to_numpy()
-        rows.append(
-            {
-                "income_cat": int(str(cat)),
-                "rows": int(len(errors)),
-                "rmse": float(np.sqrt(np.mean(errors**2))),
-                "mae": float(np.mean(np.abs(errors))),
-                "bias": float(np.mean(errors)),
-            }
-        )
-    return rows
-
-
-def model_importances(model: Any) -> dict[str, float] | None:
-    """The regressor's own importances (forests, trees), named after the preprocessing."""
-    regressor = model[-1]
-    values = getattr(regressor, "feature_importances_", None)
-    if values is None:
-        return None
-    names = model[:-1].get_feature_names_out()
-    ranked = sorted(zip(names, values, strict=True), key=lambda pair: -pair[1])
-    return {str(name): float(value) for name, value in ranked}
-
-
-def permutation_importances(predict, X, y, repeats: int, seed: int = 42) -> dict[str, float]:  # noqa: N803
-    """Mean increase in test RMSE when one raw feature is shuffled (any framework)."""
-    from training.evaluation import rmse
-
-    rng = np.random.default_rng(seed)
-    baseline = rmse(y, predict(X))
-    increases = {}
-    for column in X.columns:
-        scores = []
-        for _ in range(repeats):
-            shuffled = X.copy()
-            shuffled[column] = rng.permutation(X[column].to_numpy())
-            scores.append(rmse(y, predict(shuffled)) - baseline)
-        increases[str(column)] = float(np.mean(scores))
-    return dict(sorted(increases.items(), key=lambda pair: -pair[1]))
-
-
 def evaluate(
     models_dir: Path,
     model_name: str | None = None,
@@ -145,9 +101,41 @@ def evaluate(
     runs_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Score one version on the book's test split and write the results JSON."""
+    results = score_version(models_dir, model_name, version, permutation_repeats).results
+    folder = run_dir(RUN_NAME, runs_dir) if runs_dir else run_dir(RUN_NAME)
+    results["results_path"] = str(write_results(folder / "results.json", results))
+    return results
+
+
+@dataclass
+class Scored:
+    """One version scored on a test set: the results dict and the rows behind it."""
+
+    results: dict[str, Any]
+    manifest: dict[str, Any]
+    features: pd.DataFrame
+    target: np.ndarray
+    predictions: np.ndarray
+    predict: Callable[[pd.DataFrame], np.ndarray]
+
+
+def score_version(
+    models_dir: Path,
+    model_name: str | None = None,
+    version: int | None = None,
+    permutation_repeats: int = 5,
+    test: pd.DataFrame | None = None,
+) -> Scored:
+    """Load a version (checksum first) and score it on ``test`` (default: the book's test
+    split): metrics with CIs, errors by income category, importances."""
     from core.contract import FEATURES, SKLEARN_MODEL
     from training.data import features_and_target, load_split
-    from training.evaluation import regression_report
+    from training.evaluation import (
+        error_by_income_category,
+        model_importances,
+        permutation_importances,
+        regression_report,
+    )
     from training.inference import load_predictor
     from training.repository import PLATFORM_SKLEARN, ModelRepository, load_sklearn_model
 
@@ -156,7 +144,11 @@ def evaluate(
     versions = repository.versions(model_name)
     if not versions:
         raise UserError(f"no versions of {model_name!r} in {repository.root}")
-    version = version if version is not None else versions[-1]
+    chosen_by = "--version"
+    if version is None:
+        version, chosen_by = repository.default_choice(model_name)
+        if version is None:
+            raise UserError(f"{model_name}: {chosen_by}; name one with --version")
     if version not in versions:
         raise UserError(f"{model_name} has no version {version}; versions: {versions}")
     version_dir = repository.version_dir(model_name, version)
@@ -167,12 +159,13 @@ def evaluate(
         predict = model.predict
     else:
         predict = load_predictor(version_dir)
-    X_test, y_test = features_and_target(load_split().test)  # noqa: N806
+    X_test, y_test = features_and_target(load_split().test if test is None else test)  # noqa: N806
     X_test = X_test[list(FEATURES)]  # noqa: N806
-    predictions = np.asarray(predict(X_test), dtype=float)
+    predictions = np.asarray(predict(X_test), dtype=float).ravel()
     results: dict[str, Any] = {
         "model": model_name,
         "version": version,
+        "version_chosen_by": chosen_by,
         "metrics": regression_report(y_test, predictions),
         "manifest_test_rmse": manifest.get("metrics", {}).get("test_rmse"),
         "by_income_category": error_by_income_category(
@@ -184,6 +177,4 @@ def evaluate(
         results["permutation_importances"] = permutation_importances(
             predict, X_test, y_test, permutation_repeats
         )
-    folder = run_dir(RUN_NAME, runs_dir) if runs_dir else run_dir(RUN_NAME)
-    results["results_path"] = str(write_results(folder / "results.json", results))
-    return results
+    return Scored(results, manifest, X_test, y_test.to_numpy(dtype=float), predictions, predict)

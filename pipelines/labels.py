@@ -20,14 +20,17 @@ def add_repository_arguments(parser: argparse.ArgumentParser) -> None:
         "--server",
         metavar="HOST:PORT",
         default=None,
-        help="a running model server or TF Serving (gRPC) to wait on until the target version "
-        "is AVAILABLE before the label moves; without it the config is rewritten at once",
+        help="a running model server or TF Serving (gRPC) to follow: wait until the target "
+        "version is AVAILABLE before the label moves, and return once that server serves the "
+        "label on it; without it models.config is rewritten at once and servers apply it at "
+        "their next config poll (still moving the label only once the version is AVAILABLE)",
     )
     parser.add_argument(
         "--wait-timeout",
         type=float,
         default=120.0,
-        help="seconds to wait for the version to load on --server (default: 120)",
+        help="seconds to wait for each step on --server (default: 120; the local stack "
+        "polls its config every 30 s)",
     )
 
 
@@ -36,7 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "promote",
         help="point a label (stable, canary, ...) at a model version",
         description="Move a version label in models.config the way TF Serving requires: load "
-        "the version first, then move the label. Running servers pick it up by polling.",
+        "the version first, then move the label. A label other than stable on a model "
+        "without stable first pins stable to the version served today. Running servers pick "
+        "the change up by polling; with --server the command returns once that server "
+        "serves it.",
     )
     promote.add_argument("--model", required=True, help="model name, e.g. housing_sklearn")
     promote.add_argument("--version", type=int, required=True, help="version to label")
@@ -55,10 +61,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rollback.set_defaults(func=run_rollback)
 
 
-def load_waiter(args: argparse.Namespace):
-    from pipelines.promotion import grpc_load_waiter
+def server_watch(args: argparse.Namespace):
+    from pipelines.promotion import GrpcServerWatch
 
-    return grpc_load_waiter(args.server, args.wait_timeout) if args.server else None
+    return GrpcServerWatch(args.server, args.wait_timeout) if args.server else None
 
 
 def run_promote(args: argparse.Namespace) -> int:
@@ -67,7 +73,7 @@ def run_promote(args: argparse.Namespace) -> int:
 
     repo = ModelRepository(args.models_dir)
     entry = promote(
-        repo, args.model, args.version, args.label, wait=load_waiter(args), reason=args.reason
+        repo, args.model, args.version, args.label, watch=server_watch(args), reason=args.reason
     )
     print(json.dumps(entry, sort_keys=True))
     return 0
@@ -77,6 +83,6 @@ def run_rollback(args: argparse.Namespace) -> int:
     from pipelines.promotion import rollback
     from training.repository import ModelRepository
 
-    entry = rollback(ModelRepository(args.models_dir), args.model, wait=load_waiter(args))
+    entry = rollback(ModelRepository(args.models_dir), args.model, watch=server_watch(args))
     print(json.dumps(entry, sort_keys=True))
     return 0

@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import re
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +27,8 @@ SQLite prediction log and T is a duration back from now (30m, 1h, 2d), Unix seco
 ISO-8601 time; limit keeps the newest N rows. Example: 'log:logs/predictions.sqlite3?since=1h'"""
 REFERENCE_HELP = """\
 reference data: a CSV or Parquet FILE, or MODEL[:VERSION] for the reference.parquet saved
-with that model version in --models-dir (e.g. housing_sklearn:3; no version = latest)"""
+with that model version in --models-dir (e.g. housing_sklearn:3; no version: the version
+served by default, i.e. the stable label, else the latest)"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -212,10 +212,10 @@ def load_reference(spec: str, models_dir: Path | None):
         if version not in repo.versions(name):
             raise UserError(f"--reference: {name} has no version {version} in {repo.root}")
     else:
-        latest = repo.latest_version(name)
-        if latest is None:
-            raise UserError(f"--reference: {name} has no versions in {repo.root}")
-        version = latest
+        served = repo.default_version(name)  # what a request naming no version gets
+        if served is None:
+            raise UserError(f"--reference: {name} has no served version in {repo.root}")
+        version = served
     version_dir = repo.version_dir(name, version)
     if not (version_dir / REFERENCE_NAME).is_file():
         raise UserError(f"--reference: no {REFERENCE_NAME} in {version_dir}")
@@ -324,8 +324,8 @@ def run_performance(args: argparse.Namespace) -> int:
 
 def run_simulate(args: argparse.Namespace) -> int:
     import httpx
-    from tqdm import tqdm
 
+    from core import console
     from service.monitoring.simulate import send, shifted_rows, trigger_report
     from training.data import load_split
 
@@ -336,22 +336,28 @@ def run_simulate(args: argparse.Namespace) -> int:
     frame = shifted_rows(load_split().test, args.requests * args.batch, args.shift, args.seed)
     api_key = os.environ.get(args.api_key_env)
     headers = {"x-api-key": api_key} if api_key else {}
+    # The report compares exactly this run's rows: older traffic in the log (an earlier
+    # shifted run, real users) would otherwise decide the flag.
+    started = time.time()
     try:
         with httpx.Client(base_url=args.gateway, timeout=30, headers=headers) as client:
-            with tqdm(total=len(frame), unit="row", file=sys.stderr) as bar:
+            with console.bar(total=len(frame), unit="row", desc="simulate-drift") as bar:
                 codes = send(client, frame, args.model, args.batch, bar.update)
             print(f"sent {len(frame)} rows in {args.requests} requests: status codes {codes}")
             if args.no_report:
                 return 0
-            report = trigger_report(client)
+            report = trigger_report(client, args.model, since=started)
     except httpx.HTTPError as exc:
         raise UserError(f"gateway {args.gateway}: {exc}") from None
     if report is None or "dataset_drift" not in report:
         print(f"no drift report: {report}")
         return 0
     drifted = [n for n, c in report["columns"].items() if c["drift_detected"]]
+    window = report["window"]
     print(
         f"dataset drift: {'YES' if report['dataset_drift'] else 'no'} "
-        f"(drifted columns: {', '.join(drifted) or 'none'})"
+        f"(drifted columns: {', '.join(drifted) or 'none'}); window: {window['model']} "
+        f"version {window['version']}, {window['rows_compared']} rows from "
+        f"{window['since_iso']} to {window['until_iso']}"
     )
     return 0

@@ -4,7 +4,9 @@ TF Serving only accepts a label that points to a version it has loaded. So a lab
 two config writes: first widen the version policy so the target version gets loaded (and,
 when a server address is given, wait until it reports AVAILABLE), then move the label and
 narrow the policy to the labelled versions plus the previous ``stable`` one (kept warm so a
-rollback is instant). Servers that poll ``models.config`` pick each write up without a restart.
+rollback is instant). Servers that poll ``models.config`` pick each write up without a restart
+and move a label only once its version is AVAILABLE; with a server address, promote and
+rollback return once that server serves the change.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from core.contract import DEFAULT_LABEL
 from training.repository import ModelRepository, RepositoryError, utc_now
@@ -25,9 +27,6 @@ AUDIT_NAME = "audit.jsonl"
 STABLE = DEFAULT_LABEL
 CANARY = "canary"
 CANDIDATE = "candidate"
-
-# Waits until the given version of the model is loaded; raises RepositoryError on timeout.
-LoadWaiter = Callable[[str, int], None]
 
 
 def actor() -> str:
@@ -76,31 +75,39 @@ def stable_history(repo: ModelRepository, model: str) -> list[int]:
     return stack
 
 
-def _entry(repo: ModelRepository, model: str):
-    entry = repo.find_config(repo.read_config(), model)
+def _entry(config, repo: ModelRepository, model: str):
+    entry = repo.find_config(config, model)
     if entry is None:
         raise RepositoryError(f"model {model!r} is not in {repo.config_path}")
     return entry
 
 
-def _write_policy(
-    repo: ModelRepository, model: str, versions: set[int], labels: dict[str, int]
-) -> None:
-    config = repo.read_config()
-    entry = repo.find_config(config, model)
+def _set_policy(entry, versions: set[int], labels: dict[str, int]) -> None:
     entry.model_version_policy.specific.versions[:] = sorted(versions)
     entry.version_labels.clear()
     for label, version in labels.items():
         entry.version_labels[label] = version
-    repo.write_config(config)
 
 
 def pin_served(repo: ModelRepository, model: str) -> set[int]:
     """Freeze what is served as an explicit version list, so publishing a new version
     (a candidate) does not make a ``latest`` policy start serving it."""
-    served = repo.served_versions(model)
-    _write_policy(repo, model, served, dict(_entry(repo, model).version_labels))
+    with repo.update_config() as config:
+        served = repo.served_versions(model)
+        entry = _entry(config, repo, model)
+        _set_policy(entry, served, dict(entry.version_labels))
     return served
+
+
+class ServerWatch(Protocol):
+    """A running server to follow: wait until it has loaded a version, and until a label
+    resolves to a version there. Both raise RepositoryError on timeout."""
+
+    target: str
+
+    def wait_available(self, model: str, version: int) -> None: ...
+
+    def wait_label(self, model: str, label: str, version: int) -> None: ...
 
 
 def move_label(
@@ -108,21 +115,35 @@ def move_label(
     model: str,
     label: str,
     version: int,
-    wait: LoadWaiter | None = None,
+    watch: ServerWatch | None = None,
     keep: set[int] | None = None,
+    retire: int | None = None,
 ) -> dict[str, int]:
-    """Point ``label`` at ``version`` in two TF Serving-safe steps; return the new labels."""
-    if version not in repo.versions(model):
-        raise RepositoryError(f"{model} has no complete version {version}")
-    labels = dict(_entry(repo, model).version_labels)
-    loaded = repo.served_versions(model)
-    if version not in loaded:
-        _write_policy(repo, model, loaded | {version}, labels)
-        if wait is not None:
-            wait(model, version)
-    labels[label] = version
-    serve = set(labels.values()) | (keep or set())
-    _write_policy(repo, model, serve | {version}, labels)
+    """Point ``label`` at ``version`` in two TF Serving-safe steps; return the new labels.
+
+    Step 1 widens the policy so the version loads; step 2 moves the label and narrows the
+    policy to the labelled versions plus ``keep`` (labels on ``retire`` are dropped). Each
+    step is one locked read-modify-write; the lock is not held while waiting on a server.
+    Servers keep a label on its old version until the new one is AVAILABLE, so even
+    without ``watch`` no request is refused while the version loads.
+    """
+    with repo.update_config() as config:
+        if version not in repo.versions(model):
+            raise RepositoryError(f"{model} has no complete version {version}")
+        entry = _entry(config, repo, model)
+        served = repo.served_versions(model)
+        if version not in served:
+            _set_policy(entry, served | {version}, dict(entry.version_labels))
+    if watch is not None:
+        watch.wait_available(model, version)
+    with repo.update_config() as config:
+        entry = _entry(config, repo, model)
+        labels = {k: v for k, v in entry.version_labels.items() if v != retire}
+        labels[label] = version
+        serve = set(labels.values()) | (keep or set())
+        _set_policy(entry, serve, labels)
+    if watch is not None:
+        watch.wait_label(model, label, version)
     return labels
 
 
@@ -131,18 +152,28 @@ def promote(
     model: str,
     version: int,
     label: str = STABLE,
-    wait: LoadWaiter | None = None,
+    watch: ServerWatch | None = None,
     reason: str = "",
 ) -> dict[str, Any]:
-    """Move ``label`` to ``version``; the previous stable version stays loaded for rollback."""
-    before = dict(_entry(repo, model).version_labels)
-    served = repo.served_versions(model)
-    # Without a stable label, what the server serves by default (the highest loaded
-    # version) is the de-facto stable one: keep it loaded and remember it for rollback.
-    current_stable = before.get(STABLE, max(served) if served else None)
+    """Move ``label`` to ``version``; the previous stable version stays loaded for rollback.
+
+    A label other than ``stable`` on a model without ``stable`` first pins ``stable`` to
+    the version served by default today, so a canary only ever gets its share.
+    """
+    before = repo.labels(model)
+    current_stable = repo.default_version(model)
+    if label != STABLE and STABLE not in before:
+        if current_stable is None:
+            raise RepositoryError(
+                f"{model} serves no version to pin as {STABLE!r}; promote one to {STABLE} first"
+            )
+        promote(
+            repo, model, current_stable, STABLE, watch, reason=f"pinned before adding {label!r}"
+        )
+        before = repo.labels(model)
     keep = {current_stable} if current_stable is not None else set()
     previous = current_stable if label == STABLE else before.get(label)
-    labels = move_label(repo, model, label, version, wait=wait, keep=keep)
+    labels = move_label(repo, model, label, version, watch=watch, keep=keep)
     return audit(
         repo,
         "promote",
@@ -152,22 +183,21 @@ def promote(
         previous=previous,
         labels=labels,
         reason=reason,
+        **applied(watch),
     )
 
 
-def rollback(repo: ModelRepository, model: str, wait: LoadWaiter | None = None) -> dict[str, Any]:
+def rollback(repo: ModelRepository, model: str, watch: ServerWatch | None = None) -> dict[str, Any]:
     """Point ``stable`` back at the version it had before the last promotion."""
     history = stable_history(repo, model)
-    current = dict(_entry(repo, model).version_labels).get(STABLE)
+    current = repo.labels(model).get(STABLE)
     if current is None or len(history) < 2:
         raise RepositoryError(f"{model} has no earlier stable version to roll back to")
     target = history[-2]
     if target not in repo.versions(model):
         raise RepositoryError(f"{model} version {target} is gone from the repository")
-    labels = move_label(repo, model, STABLE, target, wait=wait)
-    # Drop the rolled-back version from serving unless another label still needs it.
-    remaining = {k: v for k, v in labels.items() if v != current}
-    _write_policy(repo, model, set(remaining.values()), remaining)
+    # Labels still on the rolled-back version go with it, and it stops being served.
+    labels = move_label(repo, model, STABLE, target, watch=watch, retire=current)
     return audit(
         repo,
         "rollback",
@@ -175,40 +205,81 @@ def rollback(repo: ModelRepository, model: str, wait: LoadWaiter | None = None) 
         label=STABLE,
         version=target,
         previous=current,
-        labels=remaining,
+        labels=labels,
+        **applied(watch),
     )
 
 
-def grpc_load_waiter(target: str, timeout: float = 60.0) -> LoadWaiter:
-    """Wait on a running server (TF Serving or ours) until the version is AVAILABLE."""
+def applied(watch: ServerWatch | None) -> dict[str, str]:
+    """Say plainly when the change takes effect on the running servers."""
+    if watch is not None:
+        return {"applied": f"served by {watch.target}"}
+    return {
+        "applied": "written to models.config: running model servers apply it at their next "
+        "config poll (--model_config_file_poll_wait_seconds; 30 s in the local stack), "
+        "moving the label once the version is AVAILABLE; give --server HOST:PORT to wait"
+    }
 
-    def wait(model: str, version: int) -> None:
+
+class GrpcServerWatch:
+    """Follow a running server (TF Serving or ours) over its gRPC API."""
+
+    def __init__(self, target: str, timeout: float = 120.0, interval: float = 0.25):
+        self.target = target
+        self.timeout = timeout
+        self.interval = interval
+
+    def _poll(self, check: Callable[[Any, Any], bool], what: str) -> None:
         import grpc
-        from tensorflow_serving.apis import (
-            get_model_status_pb2,
-            model_service_pb2_grpc,
+        from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+        deadline = time.monotonic() + self.timeout
+        last = "no answer yet"
+        with grpc.insecure_channel(self.target) as channel:
+            stubs = (
+                model_service_pb2_grpc.ModelServiceStub(channel),
+                prediction_service_pb2_grpc.PredictionServiceStub(channel),
+            )
+            while time.monotonic() < deadline:
+                try:
+                    if check(*stubs):
+                        return
+                    last = "not yet"
+                except grpc.RpcError as exc:
+                    last = f"{exc.code().name}: {exc.details()}"
+                time.sleep(self.interval)
+        raise RepositoryError(
+            f"{what} on {self.target} within {self.timeout:g}s (last: {last}); "
+            "models.config is written, the servers apply it when they can"
         )
+
+    def wait_available(self, model: str, version: int) -> None:
+        from tensorflow_serving.apis import get_model_status_pb2
 
         request = get_model_status_pb2.GetModelStatusRequest()
         request.model_spec.name = model
         request.model_spec.version.value = version
         available = get_model_status_pb2.ModelVersionStatus.AVAILABLE
-        deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(target) as channel:
-            stub = model_service_pb2_grpc.ModelServiceStub(channel)
-            while time.monotonic() < deadline:
-                try:
-                    status = stub.GetModelStatus(request, timeout=5)
-                    if any(s.state == available for s in status.model_version_status):
-                        return
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.5)
-        raise RepositoryError(
-            f"{model} version {version} did not become AVAILABLE on {target} within {timeout}s"
-        )
 
-    return wait
+        def check(models, _predictions) -> bool:
+            status = models.GetModelStatus(request, timeout=5)
+            return any(s.state == available for s in status.model_version_status)
+
+        self._poll(check, f"{model} version {version} did not become AVAILABLE")
+
+    def wait_label(self, model: str, label: str, version: int) -> None:
+        """Until the label resolves to the version there (GetModelMetadata by label)."""
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request.model_spec.name = model
+        request.model_spec.version_label = label
+
+        def check(_models, predictions) -> bool:
+            reply = predictions.GetModelMetadata(request, timeout=5)
+            return bool(reply.model_spec.version.value == version)
+
+        self._poll(check, f"label {label!r} of {model} did not move to version {version}")
 
 
 def audit_path(repo: ModelRepository) -> Path:

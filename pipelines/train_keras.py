@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core import console
 from core.errors import UserError
 from pipelines.common import DEFAULT_RUNS_DIR, audit_publish, run_dir, write_results
 
@@ -115,7 +116,8 @@ def handle(args: argparse.Namespace) -> int:
         strategy=args.strategy,
         batch_size=args.batch_size,
         trials=args.trials,
-        verbose="auto" if sys.stdout.isatty() else 2,
+        # Keras' own bar on a terminal, one line per epoch in logs, nothing under --quiet.
+        verbose=0 if console.quiet() else "auto" if sys.stdout.isatty() else 2,
     )
     audit_publish(result, "housing train keras")
     metrics = result["metrics"]
@@ -163,6 +165,7 @@ def run_training(
         raise UserError(f"unknown --strategy {strategy!r}; expected {', '.join(STRATEGIES)}")
     if sample is not None and sample < MIN_SAMPLE:
         raise UserError(f"--sample must be at least {MIN_SAMPLE} rows, got {sample}")
+    from pipelines.model_card import write_card_after_training
     from training.data import load_split
     from training.keras_export import publish_keras
     from training.keras_models import ModelConfig, train_network
@@ -221,7 +224,10 @@ def run_training(
             "validation_rows": int(len(val)),
             "target_transform": vars(trained.target),
         },
-        "metrics": {"val_rmse": trained.val_rmse},
+        "metrics": {
+            "val_rmse": trained.val_rmse,
+            "train_seconds": round(time.perf_counter() - started, 1),
+        },
         "preprocessing": {
             "medians": trained.stats.medians,
             "neighbour_table_rows": int(len(trained.stats.log_price)),
@@ -231,6 +237,9 @@ def run_training(
     serving = trained.serving()
     version, path, manifest = publish_keras(
         models_dir or DEFAULT_MODELS_DIR, serving, split, manifest_extra
+    )
+    card = write_card_after_training(
+        Path(models_dir or DEFAULT_MODELS_DIR), manifest["model"], version, split.test
     )
     result: dict[str, Any] = {
         "model": manifest["model"],
@@ -242,6 +251,7 @@ def run_training(
         "history": {k: [float(v) for v in vals] for k, vals in trained.history.items()},
         "seconds": round(time.perf_counter() - started, 1),
         "run_dir": str(out_dir),
+        "card": None if card is None else str(card / "card.md"),
     }
     if search is not None:
         result["search"] = {k: v for k, v in search.items() if k != "best_config"}

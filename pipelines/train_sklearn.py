@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core import console
 from core.errors import UserError
 from pipelines.common import audit_publish, run_dir, write_results
 
@@ -72,6 +73,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--n-jobs", type=int, default=-1, help="parallel jobs (default: -1, every core)"
     )
     parser.add_argument(
+        "--no-compile",
+        dest="compile_trees",
+        action="store_false",
+        help=(
+            "skip the compiled trees (trees.so, built with gcc; the model server's fast form) "
+            "and publish only the joblib pipeline"
+        ),
+    )
+    parser.add_argument(
         "--runs-dir",
         type=Path,
         default=None,
@@ -98,6 +108,7 @@ def run_train_sklearn(args: argparse.Namespace) -> int:
         n_jobs=args.n_jobs,
         runs_dir=args.runs_dir,
         model_type=args.model_type,
+        compile_trees=args.compile_trees,
     )
     audit_publish(results, "housing train sklearn")
     metrics = results["metrics"]
@@ -114,6 +125,24 @@ def run_train_sklearn(args: argparse.Namespace) -> int:
         f"{results['serving']['predict_1000_rows_seconds'] * 1e3:.1f} ms/1000 rows; "
         f"trained in {results['train_seconds']:.0f} s"
     )
+    compiled = results["compiled"]
+    if "sha256" in compiled:
+        timing = compiled.get("serving", {})
+        print(
+            f"compiled trees {compiled['path']} ({compiled['trees']} trees, max relative "
+            f"difference {compiled['max_relative_difference']:.1g} on {compiled['checked_rows']} "
+            f"test rows): "
+            + ", ".join(
+                f"{timing[key] * 1e3:.2f} ms/{label}"
+                for key, label in (
+                    ("predict_1_row_seconds", "row"),
+                    ("predict_64_rows_seconds", "64 rows"),
+                )
+                if key in timing
+            )
+        )
+    else:
+        print(f"no compiled trees: {compiled.get('skipped')}")
     print(f"results: {results['results_path']}")
     return 0
 
@@ -128,6 +157,7 @@ def train_sklearn(
     params: dict[str, Any] | None = None,
     split: Split | None = None,
     pipeline_params: dict[str, Any] | None = None,
+    compile_trees: bool = True,
 ) -> dict[str, Any]:
     """Train, score the full book test split, publish the next version; return the results.
 
@@ -135,9 +165,11 @@ def train_sklearn(
     the builder's keyword arguments (e.g. fewer iterations); ``split`` saves reloading it;
     ``pipeline_params`` are set on the built pipeline (a search's best parameters). The
     manifest records ``params`` and ``pipeline_params``, so a retrain can repeat them.
+    ``compile_trees`` also publishes the compiled trees (``training.compiled``).
     """
     from threadpoolctl import threadpool_limits
 
+    from pipelines.model_card import write_card_after_training
     from training import search as searches
     from training import sklearn_models
     from training.data import features_and_target, load_split
@@ -160,7 +192,10 @@ def train_sklearn(
     started = time.perf_counter()
     search_results: dict[str, Any] | None = None
     # n_jobs also caps the OpenMP threads of the boosters (None: every core).
-    with threadpool_limits(limits=n_jobs if n_jobs > 0 else None, user_api="openmp"):
+    with (
+        threadpool_limits(limits=n_jobs if n_jobs > 0 else None, user_api="openmp"),
+        console.heartbeat(f"training {model_type} ({search} search)"),
+    ):
         if search == "none":
             model = sklearn_models.build(model_type, n_jobs=n_jobs, **(params or {}))
             if pipeline_params:
@@ -203,8 +238,9 @@ def train_sklearn(
     extra_metrics["train_seconds"] = round(train_seconds, 1)
 
     version, path, manifest = publish_sklearn(
-        model, split, Path(models_dir), hyperparameters, extra_metrics
+        model, split, Path(models_dir), hyperparameters, extra_metrics, compile_trees=compile_trees
     )
+    card = write_card_after_training(Path(models_dir), manifest["model"], version, split.test)
     results = {
         "model": manifest["model"],
         "version": version,
@@ -212,10 +248,12 @@ def train_sklearn(
         "metrics": manifest["metrics"],
         "artifact": manifest["artifact"],
         "serving": manifest["serving"],
+        "compiled": manifest["compiled"],
         "hyperparameters": hyperparameters,
         "train_seconds": train_seconds,
         "sample": sample,
         "search": search_results,
+        "card": None if card is None else str(card / "card.md"),
     }
     results_path = (run_dir(RUN_NAME, runs_dir) if runs_dir else run_dir(RUN_NAME)) / (
         "results.json"

@@ -4,7 +4,10 @@ Writes go through one background thread that commits whatever is queued in a sin
 transaction (group commit), so the request path only waits for its own commit when it
 asks to. WAL mode keeps the file consistent if the process is killed mid-write: a
 committed record survives a SIGKILL; an uncommitted one is rolled back, never half-written.
-Records that cannot be written are counted (``failed_records``), never dropped silently.
+Records that cannot be written are counted (``failed_records``), never dropped silently,
+and ``warning()`` says so while writes keep failing. The same thread applies retention
+(``Retention``: by age and by row count) on a timer, deleting a bounded number per run so
+a write never waits long behind it. Several processes may write one file (one log each).
 """
 
 from __future__ import annotations
@@ -38,6 +41,21 @@ CREATE TABLE IF NOT EXISTS predictions (
 CREATE INDEX IF NOT EXISTS predictions_ts ON predictions (ts);
 """
 LOG_COLUMNS = ["request_id", "ts", "model", "version", *FEATURES, "prediction"]
+DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class Retention:
+    """What the log keeps: records younger than ``max_age_seconds``, and at most
+    ``max_rows`` of them (the newest). Applied every ``every_seconds``, deleting at most
+    ``max_deletes`` records per run; a run that hits that bound is followed by another
+    after ``catch_up_seconds``, so a backlog shrinks without holding writes up."""
+
+    max_age_seconds: float = 30 * DAY
+    max_rows: int = 5_000_000
+    every_seconds: float = 60.0
+    max_deletes: int = 5_000
+    catch_up_seconds: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -64,10 +82,10 @@ class PredictionRecord:
         )
 
 
-def connect(path: Path | str) -> sqlite3.Connection:
+def connect(path: Path | str, busy_timeout: float = 30.0) -> sqlite3.Connection:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
+    conn = sqlite3.connect(str(path), timeout=busy_timeout, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(SCHEMA)
@@ -75,17 +93,32 @@ def connect(path: Path | str) -> sqlite3.Connection:
 
 
 class PredictionLog:
-    """Queue records from any thread; a writer thread commits them in batches."""
+    """Queue records from any thread; a writer thread commits them in batches.
 
-    def __init__(self, path: Path | str, max_queue: int = 100_000, max_batch: int = 5_000):
+    ``busy_timeout``: how long a commit waits for another writer (another worker) before
+    it counts as failed; requests wait for their commit, so this bounds a locked file's cost.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        max_queue: int = 100_000,
+        max_batch: int = 5_000,
+        retention: Retention | None = None,
+        busy_timeout: float = 5.0,
+    ):
         self.path = Path(path)
         self.max_batch = max_batch
+        self.retention = retention or Retention()
         self.failed_records = 0
         self.written_records = 0
+        self.deleted_records = 0
+        self._failing = False  # the latest write attempt failed
         self._queue: queue.Queue[tuple[list[PredictionRecord], Future] | None] = queue.Queue(
             maxsize=max_queue
         )
-        self._conn = connect(self.path)
+        self._conn = connect(self.path, busy_timeout)
+        self._next_retention = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
@@ -95,13 +128,30 @@ class PredictionLog:
         try:
             self._queue.put_nowait((list(records), done))
         except queue.Full:
-            self.failed_records += len(records)
+            self._lost(len(records))
             done.set_exception(RuntimeError("prediction log queue is full"))
         return done
 
+    def warning(self) -> str | None:
+        """A one-line warning while writes fail (no paths or error text: it is public)."""
+        if not self._failing:
+            return None
+        return (
+            "prediction log writes are failing: predictions are served but not logged "
+            f"({self.failed_records} records lost since start)"
+        )
+
+    def _lost(self, count: int) -> None:
+        self.failed_records += count
+        self._failing = True
+
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=max(0.0, self._next_retention - time.monotonic()))
+            except queue.Empty:
+                self._apply_retention()
+                continue
             if item is None:
                 return
             batch = [item]
@@ -115,24 +165,55 @@ class PredictionLog:
                     return
                 batch.append(nxt)
             self._commit(batch)
+            if time.monotonic() >= self._next_retention:
+                self._apply_retention()
 
     def _commit(self, batch: list[tuple[list[PredictionRecord], Future]]) -> None:
-        rows = [record.row() for records, _ in batch for record in records]
-        try:
+        count = sum(len(records) for records, _ in batch)
+        try:  # any error (full disk, read-only file, locked or damaged database) is a loss
+            rows = [record.row() for records, _ in batch for record in records]
             with self._conn:
                 self._conn.executemany(
                     "INSERT INTO predictions (request_id, ts, model, version, features, "
                     "prediction) VALUES (?, ?, ?, ?, ?, ?)",
                     rows,
                 )
-        except sqlite3.Error as exc:
-            self.failed_records += len(rows)
+        except Exception as exc:
+            self._lost(count)
             for _, done in batch:
                 done.set_exception(exc)
             return
-        self.written_records += len(rows)
+        self.written_records += count
+        self._failing = False
         for records, done in batch:
             done.set_result(len(records))
+
+    def _apply_retention(self) -> None:
+        """Delete records past the age or row limit, at most ``max_deletes`` this run."""
+        policy = self.retention
+        budget = policy.max_deletes
+        deleted = 0
+        try:
+            with self._conn:
+                cutoff = time.time() - policy.max_age_seconds
+                deleted += self._conn.execute(
+                    "DELETE FROM predictions WHERE id IN (SELECT id FROM predictions "
+                    "WHERE ts < ? ORDER BY ts LIMIT ?)",
+                    (cutoff, budget),
+                ).rowcount
+                (newest,) = self._conn.execute("SELECT max(id) FROM predictions").fetchone()
+                if newest is not None and deleted < budget:
+                    # ids only grow, so the newest max_rows records have id > newest - max_rows
+                    deleted += self._conn.execute(
+                        "DELETE FROM predictions WHERE id IN (SELECT id FROM predictions "
+                        "WHERE id <= ? ORDER BY id LIMIT ?)",
+                        (newest - policy.max_rows, budget - deleted),
+                    ).rowcount
+        except Exception:  # retention is retried next run; write failures are reported
+            deleted = 0
+        self.deleted_records += deleted
+        wait = policy.catch_up_seconds if deleted >= budget else policy.every_seconds
+        self._next_retention = time.monotonic() + wait
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush what is queued, then stop the writer."""

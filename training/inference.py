@@ -19,6 +19,7 @@ from training.repository import (
     RepositoryError,
     load_sklearn_model,
     read_manifest,
+    verify_saved_model,
 )
 
 PredictFn = Callable[[pd.DataFrame], np.ndarray]
@@ -37,5 +38,5 @@ def load_predictor(version_dir: Path) -> PredictFn:
     if platform == PLATFORM_TENSORFLOW:
         from training.keras_export import signature_predictor
 
-        return signature_predictor(version_dir)
+        return signature_predictor(verify_saved_model(version_dir))
     raise RepositoryError(f"{version_dir}: unknown platform {platform!r} in manifest")

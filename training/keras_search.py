@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
+from core import console
 from training.keras_models import OPTIMIZERS, ModelConfig, train_network
 from training.keras_preprocessing import fit_stats
 
@@ -63,7 +63,7 @@ def random_search(
     stats = fit_stats(fit, base.preprocessing, seed=seed)
     results: list[dict[str, Any]] = []
     configs: list[ModelConfig] = []
-    for trial in tqdm(range(trials), desc="search", unit="trial"):
+    for trial in console.bar(range(trials), desc="search", unit="trial"):
         config = base if trial == 0 else sample_config(rng, base)
         started = time.perf_counter()
         trained = train_network(

@@ -5,35 +5,46 @@ models, platforms and version labels. Its ``base_path`` values are relative to t
 file's folder, which the project's model server resolves. TF Serving insists on absolute
 paths, so every write also derives ``models/tfserving.config``: the TensorFlow models only,
 with ``base_path: "/models/<name>"`` as mounted in the docker stack.
+
+Every read-modify-write of ``models.config`` holds an exclusive file lock
+(``.models.config.lock``) and each write is fsynced before its atomic rename, so a retrain
+and a promotion running at once cannot lose each other's update.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from google.protobuf import text_format
-from tensorflow_serving.config import model_server_config_pb2
 
 from core.contract import DEFAULT_LABEL
 from core.errors import UserError
 from core.paths import REPO_ROOT
+from core.tfserving_protos.tensorflow_serving.config import model_server_config_pb2
 from training.data import sha256_file
 
 DEFAULT_MODELS_DIR = Path(os.environ.get("HOUSING_MODELS_DIR", REPO_ROOT / "models"))
 CONFIG_NAME = "models.config"
+CONFIG_LOCK_NAME = ".models.config.lock"
 TFSERVING_CONFIG_NAME = "tfserving.config"
 TFSERVING_MOUNT = "/models"
 MANIFEST_NAME = "manifest.json"
 JOBLIB_NAME = "model.joblib"
+# A version's model card (``housing model-card``): documentation, not part of the artifact.
+CARD_DIR = "card"
 
 # model_platform values: TF Serving's own, and the project's name for joblib pipelines.
 PLATFORM_TENSORFLOW = "tensorflow"
@@ -46,6 +57,21 @@ class RepositoryError(UserError, RuntimeError):
 
 class ChecksumMismatch(RepositoryError):
     """An artifact's SHA-256 differs from the one its manifest records."""
+
+
+# A model name becomes a folder name: letters, digits, '_', '-', '.', not starting with a
+# dot or dash (so never '..', an absolute path, or a hidden folder), at most 128 characters.
+MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def check_model_name(name: object) -> str:
+    """Return ``name`` if it is safe as a path segment, else raise RepositoryError."""
+    if not isinstance(name, str) or not MODEL_NAME_PATTERN.fullmatch(name):
+        raise RepositoryError(
+            f"invalid model name {str(name)[:80]!r}: use letters, digits, '_', '-' and '.', "
+            "starting with a letter or digit (at most 128 characters)"
+        )
+    return name
 
 
 def utc_now() -> str:
@@ -63,12 +89,15 @@ def version_numbers(model_dir: Path) -> list[int]:
     return sorted(found)
 
 
-def tree_sha256(directory: Path, exclude: tuple[str, ...] = (MANIFEST_NAME,)) -> str:
-    """One digest for a folder artifact (a SavedModel): relative paths and file digests."""
+def tree_sha256(
+    directory: Path, exclude: tuple[str, ...] = (MANIFEST_NAME, CARD_DIR)
+) -> str:
+    """One digest for a folder artifact (a SavedModel): relative paths and file digests.
+    ``exclude`` names files or top-level folders left out (the manifest, the model card)."""
     digest = hashlib.sha256()
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         relative = path.relative_to(directory).as_posix()
-        if relative in exclude:
+        if relative in exclude or relative.split("/", 1)[0] in exclude:
             continue
         digest.update(f"{relative}\0{sha256_file(path)}\n".encode())
     return digest.hexdigest()
@@ -97,21 +126,39 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     publish_file(tmp, path)
 
 
-def verify_artifact(version_dir: Path, artifact: str = JOBLIB_NAME) -> Path:
-    """Return the artifact path after checking its SHA-256 against the manifest."""
+def verify_artifact(
+    version_dir: Path, artifact: str = JOBLIB_NAME, block: str = "artifact"
+) -> Path:
+    """Return the artifact path after checking its SHA-256 against the manifest's ``block``
+    (``artifact``: the joblib pipeline; ``compiled``: its compiled trees)."""
     manifest = read_manifest(version_dir)
-    expected = manifest.get("artifact", {}).get("sha256")
+    expected = (manifest.get(block) or {}).get("sha256")
     path = version_dir / artifact
     if not path.is_file():
         raise RepositoryError(f"missing artifact {path}")
     if not expected:
-        raise RepositoryError(f"manifest in {version_dir} records no artifact sha256")
+        raise RepositoryError(f"manifest in {version_dir} records no {block} sha256")
     actual = sha256_file(path)
     if actual != expected:
         raise ChecksumMismatch(
             f"refusing to load {path}: SHA-256 {actual} does not match manifest {expected}"
         )
     return path
+
+
+def verify_saved_model(version_dir: Path) -> Path:
+    """Return the SavedModel folder after checking its ``tree_sha256`` against the manifest."""
+    manifest = read_manifest(version_dir)
+    expected = manifest.get("artifact", {}).get("sha256")
+    if not expected:
+        raise RepositoryError(f"manifest in {version_dir} records no artifact sha256")
+    actual = tree_sha256(version_dir)
+    if actual != expected:
+        raise ChecksumMismatch(
+            f"refusing to load {version_dir}: tree SHA-256 {actual} does not match "
+            f"manifest {expected}"
+        )
+    return version_dir
 
 
 def write_joblib_artifact(folder: Path, model: Any) -> dict[str, Any]:
@@ -142,7 +189,7 @@ class ModelRepository:
         return self.root / CONFIG_NAME
 
     def model_dir(self, name: str) -> Path:
-        return self.root / name
+        return self.root / check_model_name(name)
 
     def version_dir(self, name: str, version: int) -> Path:
         return self.model_dir(name) / str(version)
@@ -208,9 +255,51 @@ class ModelRepository:
     def read_config(self) -> model_server_config_pb2.ModelServerConfig:
         return read_config_file(self.config_path)
 
+    @contextmanager
+    def config_lock(self) -> Iterator[None]:
+        """Hold the repository's exclusive ``models.config`` lock (reentrant in a thread).
+
+        Take it around a whole read-modify-write; other processes block until it ends.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        key = str((self.root / CONFIG_LOCK_NAME).resolve())
+        with _LOCKS_GUARD:
+            in_process = _LOCKS.setdefault(key, threading.RLock())
+        with in_process:
+            held = _HELD.get(key)
+            if held is not None:  # this thread already holds it
+                held[1] += 1
+                try:
+                    yield
+                finally:
+                    held[1] -= 1
+                return
+            fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                _HELD[key] = [fd, 1]
+                try:
+                    yield
+                finally:
+                    del _HELD[key]
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+    @contextmanager
+    def update_config(self) -> Iterator[model_server_config_pb2.ModelServerConfig]:
+        """Read ``models.config`` under the lock, let the caller change it, write it back."""
+        with self.config_lock():
+            config = self.read_config()
+            yield config
+            self.write_config(config)
+
     def write_config(self, config: model_server_config_pb2.ModelServerConfig) -> None:
-        write_config_file(self.config_path, config)
-        write_config_file(self.root / TFSERVING_CONFIG_NAME, tfserving_view(config))
+        for entry in config.model_config_list.config:
+            check_model_name(entry.name)
+        with self.config_lock():
+            write_config_file(self.config_path, config)
+            write_config_file(self.root / TFSERVING_CONFIG_NAME, tfserving_view(config))
 
     def find_config(self, config, name: str):
         for entry in config.model_config_list.config:
@@ -220,14 +309,14 @@ class ModelRepository:
 
     def register(self, name: str, platform: str) -> None:
         """Add the model to ``models.config`` if absent (serving the latest version)."""
-        config = self.read_config()
-        if self.find_config(config, name) is None:
-            entry = config.model_config_list.config.add()
-            entry.name = name
-            entry.base_path = name
-            entry.model_platform = platform
-            entry.model_version_policy.latest.num_versions = 1
-        self.write_config(config)
+        check_model_name(name)
+        with self.update_config() as config:
+            if self.find_config(config, name) is None:
+                entry = config.model_config_list.config.add()
+                entry.name = name
+                entry.base_path = name
+                entry.model_platform = platform
+                entry.model_version_policy.latest.num_versions = 1
 
     def labels(self, name: str) -> dict[str, int]:
         entry = self.find_config(self.read_config(), name)
@@ -253,21 +342,33 @@ class ModelRepository:
     def default_version(self, name: str) -> int | None:
         """The one answer to "which version?" when none is named: the ``stable`` label, else
         (a model without labels) the highest version its policy serves, as a server would."""
+        return self.default_choice(name)[0]
+
+    def default_choice(self, name: str) -> tuple[int | None, str]:
+        """``default_version`` and why, in words to print or record next to it."""
         labels = self.labels(name)
         if DEFAULT_LABEL in labels:
-            return int(labels[DEFAULT_LABEL])
+            return int(labels[DEFAULT_LABEL]), f"the {DEFAULT_LABEL!r} label"
         served = self.served_versions(name)
-        return max(served) if served else None
+        if not served:
+            return None, "no version is served"
+        return max(served), f"no {DEFAULT_LABEL!r} label: the highest version its policy serves"
 
     def set_label(self, name: str, label: str, version: int) -> None:
         if version not in self.versions(name):
             raise RepositoryError(f"{name} has no version {version}")
-        config = self.read_config()
-        entry = self.find_config(config, name)
-        if entry is None:
-            raise RepositoryError(f"model {name!r} is not in {self.config_path}")
-        entry.version_labels[label] = version
-        self.write_config(config)
+        with self.update_config() as config:
+            entry = self.find_config(config, name)
+            if entry is None:
+                raise RepositoryError(f"model {name!r} is not in {self.config_path}")
+            entry.version_labels[label] = version
+
+
+# One in-process lock per repository (threads), plus the flock (processes); _HELD maps a
+# lock file to [fd, depth] while a thread holds it, so nested takes do not deadlock.
+_LOCKS_GUARD = threading.Lock()
+_LOCKS: dict[str, threading.RLock] = {}
+_HELD: dict[str, list[int]] = {}
 
 
 def read_config_file(path: Path) -> model_server_config_pb2.ModelServerConfig:
@@ -281,11 +382,19 @@ def read_config_file(path: Path) -> model_server_config_pb2.ModelServerConfig:
 
 
 def write_config_file(path: Path, config: model_server_config_pb2.ModelServerConfig) -> None:
+    """Write, fsync, rename atomically, fsync the folder: a crash leaves old or new, whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as fh:
         fh.write(text_format.MessageToString(config))
+        fh.flush()
+        os.fsync(fh.fileno())
         tmp = Path(fh.name)
     publish_file(tmp, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def tfserving_view(

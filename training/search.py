@@ -16,8 +16,8 @@ from scipy.stats import randint
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold, RandomizedSearchCV
 from sklearn.pipeline import Pipeline
-from tqdm import tqdm
 
+from core import console
 from training import sklearn_models
 from training.evaluation import rmse
 
@@ -65,7 +65,7 @@ def cv_rmse(
         delayed(_indexed)(i, model, X, y, train_idx, valid_idx)
         for i, (train_idx, valid_idx) in enumerate(folds)
     )
-    by_fold = dict(tqdm(jobs, total=len(folds), desc=desc, unit="fold"))
+    by_fold = dict(console.bar(jobs, total=len(folds), desc=desc, unit="fold"))
     scores = [by_fold[i] for i in range(len(folds))]
     return {
         "folds": len(scores),

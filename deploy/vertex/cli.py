@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from core import console
 from core.contract import KERAS_MODEL, SKLEARN_MODEL
 from core.errors import UserError
 
@@ -76,7 +77,8 @@ def execute(args: argparse.Namespace, planner: Any, runner: Any) -> int:
     if args.dry_run:
         emit({"dry_run": True, **plan.to_json()})
         return 0
-    result = runner(connect(settings), plan)
+    with console.heartbeat(f"vertex {plan.operation}"):  # Vertex calls block for minutes
+        result = runner(connect(settings), plan)
     emit({"operation": plan.operation, **result})
     return 0
 

@@ -182,6 +182,9 @@ def serving_container(settings: VertexSettings, model: str, platform: Any) -> di
         "serving_container_startup_probe_exec": STARTUP_PROBE,
         "serving_container_startup_probe_period_seconds": 10,
         "serving_container_startup_probe_timeout_seconds": 8,
+        # The gateway binds 0.0.0.0 in the container; Vertex AI authenticates callers at
+        # its endpoint (IAM), so the gateway's own API keys are explicitly waived.
+        "serving_container_environment_variables": {"HOUSING_ALLOW_UNAUTHENTICATED": "true"},
     }
 
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from core.paths import REPO_ROOT
+
 CACHE = Path(os.environ.get("HOUSING_PEERS_CACHE", Path.home() / ".cache" / "housing-peers"))
 PINNED_FROM_PROJECT = ("scikit-learn", "numpy", "pandas", "scipy", "joblib")
 

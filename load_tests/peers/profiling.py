@@ -7,22 +7,22 @@ collapsed stacks, which ``top_frames`` turns into the table of where the time go
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
-from load_tests.stack import ManagedProcess
+from core.process import ManagedProcess
 
 
-def start(processes: list[ManagedProcess], seconds: float, out: Path) -> list[subprocess.Popen]:
+def start(processes: list[ManagedProcess], seconds: float, out: Path) -> list[ManagedProcess]:
     """One ``py-spy record`` per process (and its subprocesses), ``seconds`` long."""
     spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if spy is None:
         raise RuntimeError("py-spy not found: pip install py-spy (dev extra)")
     out.mkdir(parents=True, exist_ok=True)
     return [
-        subprocess.Popen(
+        ManagedProcess(
+            f"py-spy {proc.name}",
             [
                 spy,
                 "record",
@@ -39,9 +39,8 @@ def start(processes: list[ManagedProcess], seconds: float, out: Path) -> list[su
                 "--output",
                 str(out / f"{proc.name}.txt"),
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            out / f"{proc.name}.py-spy.log",
+        ).start()  # fmt: skip
         for proc in processes
     ]
 

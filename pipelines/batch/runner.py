@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core import console
 from core.errors import UserError
 from pipelines.batch import reader
 from pipelines.batch.client import Scorer
@@ -82,13 +83,11 @@ async def score(job: Job) -> dict[str, Any]:
     parts = Parts(job.output, job.fingerprint(), job.resume)
     resumed = len(parts.completed)
     scorer = Scorer(job.target, job.model, job.version, job.label, job.deadline, job.retries)
-    from tqdm import tqdm
-
-    bar = tqdm(
+    bar = console.bar(
         total=reader.total_rows(job.input),
+        enabled=job.progress,
         unit="row",
         desc="batch-score",
-        disable=not job.progress,
         smoothing=0.1,
     )
     totals = {"rows": 0, "scored": 0, "rejected": 0, "skipped_rows": 0}

@@ -10,19 +10,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from service.monitoring.monitor import DriftMonitor, MonitorSettings
+from core.tfserving import RetryPolicy
+from service.monitoring.cards import card_router
+from service.monitoring.monitor import DriftMonitor, MonitorSettings, default_models_dir
 from service.monitoring.routes import drift_router
+from service.prediction_log import DAY, Retention
 
 from . import handlers, routes
 from .metrics import GatewayMetrics
 from .middleware import GatewayMiddleware
 from .predictor import GatewayPredictor, Predictor
 from .settings import GatewaySettings
-from .upstream import TFServingClient
+from .upstream import TFServingUpstream
 
 DESCRIPTION = """\
 Predicts California district median house values (Géron, *Hands-On ML*, chapter 2) by
@@ -32,7 +36,8 @@ forwarding validated instances over gRPC to TF Serving or the project's model se
 * Select a version with `?version=N` or `/versions/N:predict`, a label with
   `?label=stable` or `/labels/stable:predict`.
 * When API keys are configured, send `Authorization: Bearer <key>` or `X-API-Key: <key>`
-  (`/livez` and `/readyz` stay open).
+  (`/livez` and `/readyz` stay open; `/metrics` also takes a scrape-only metrics key).
+* Beyond its limit of concurrent predictions the gateway answers 503 with `Retry-After`.
 * Every answer carries `X-Request-ID` (yours when you send a well-formed one).
 """
 HEALTH_PATHS = {"/livez", "/readyz", "/metrics"}
@@ -40,11 +45,15 @@ DOC_PATHS = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 
 
 def default_predictor(settings: GatewaySettings, metrics: GatewayMetrics) -> GatewayPredictor:
-    upstream = TFServingClient(
+    policy = RetryPolicy(
+        attempt_seconds=settings.deadline_seconds,
+        budget_seconds=settings.deadline_seconds,
+        max_retries=settings.retries,
+        backoff=settings.retry_backoff_seconds,
+    )
+    upstream = TFServingUpstream(
         settings.upstreams,
-        deadline_seconds=settings.deadline_seconds,
-        retries=settings.retries,
-        retry_backoff_seconds=settings.retry_backoff_seconds,
+        policy,
         retry_after_seconds=settings.retry_after_seconds,
         metrics=metrics,
     )
@@ -53,26 +62,39 @@ def default_predictor(settings: GatewaySettings, metrics: GatewayMetrics) -> Gat
         upstream,
         settings.upstreams,
         metrics=metrics,
+        deadline_seconds=settings.deadline_seconds,
+        retry_after_seconds=settings.retry_after_seconds,
         chunk_size=settings.chunk_size,
         max_concurrent_chunks=settings.max_concurrent_chunks,
         canary_percent=settings.canary_percent,
         ready_cache_seconds=settings.ready_cache_seconds,
         prediction_log_path=str(log_file) if log_file else None,
+        prediction_log_retention=Retention(
+            max_age_seconds=settings.prediction_log_max_age_days * DAY,
+            max_rows=settings.prediction_log_max_rows,
+            every_seconds=settings.prediction_log_retention_seconds,
+        ),
     )
 
 
+def models_dir_of(settings: GatewaySettings) -> Path:
+    """The model repository the gateway reads (cards, drift references)."""
+    return settings.models_dir or default_models_dir()
+
+
 def drift_monitor(settings: GatewaySettings, metrics: GatewayMetrics) -> DriftMonitor | None:
-    """The drift monitor over this gateway's prediction log (none when the log is off)."""
+    """The drift monitor over this gateway's prediction log, watching every routed model
+    (the default first); none when the log is off."""
     log_file = settings.prediction_log_file
     if log_file is None:
         return None
+    models = [settings.default_model, *sorted(set(settings.upstreams) - {settings.default_model})]
     options: dict = {
         "log_path": log_file,
-        "model": settings.default_model,
+        "models": models,
         "interval_seconds": settings.drift_interval_seconds,
+        "models_dir": models_dir_of(settings),
     }
-    if settings.models_dir is not None:
-        options["models_dir"] = settings.models_dir
     return DriftMonitor(MonitorSettings(**options), registry=metrics.registry)
 
 
@@ -106,6 +128,7 @@ def create_app(
     app.state.predictor = active
     app.state.metrics = metrics
     app.include_router(routes.router)
+    app.include_router(card_router(models_dir_of(settings), settings.upstreams))
     if monitor is not None:
         app.include_router(drift_router(monitor))
     if settings.aip_predict_route:
@@ -136,8 +159,14 @@ def create_app(
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
         api_keys=settings.api_key_bytes(),
+        metrics_keys=settings.metrics_key_bytes(),
         open_paths=open_paths,
         unmeasured_paths=unmeasured,
+        predict_paths={"/v1/predict", *filter(None, [settings.aip_predict_route])},
+        max_in_flight_predictions=settings.max_in_flight_predictions,
+        max_queued_predictions=settings.max_queued_predictions,
+        retry_after_seconds=settings.retry_after_seconds,
+        body_timeout_seconds=settings.body_timeout_seconds,
     )
     if settings.cors_origins:
         app.add_middleware(

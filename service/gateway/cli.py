@@ -4,7 +4,9 @@ Every ``GatewaySettings`` field has a flag (its docstring is the help); a flag g
 command line beats ``HOUSING_*`` env vars, which beat ``.env``, which beats the defaults.
 With ``--workers N > 1`` each worker binds its own ``SO_REUSEPORT`` socket, so the kernel
 spreads connections evenly (a shared accept socket lets one worker take every keep-alive
-connection and leaves a core idle).
+connection and leaves a core idle), and the workers share one prometheus-client
+multiprocess folder (``PROMETHEUS_MULTIPROC_DIR``, emptied at start, a temporary folder
+unless set) so every worker's /metrics shows the whole gateway.
 """
 
 from __future__ import annotations
@@ -12,16 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from core.errors import UserError
 
 # Fields with their own flag shapes, or deliberately not on the command line.
 SPECIAL = {"upstreams", "cors_origins", "api_keys", "aip_http_port", "aip_predict_route"}
-SPECIAL |= {"aip_health_route"}
+SPECIAL |= {"aip_health_route", "metrics_keys", "allow_unauthenticated"}
 APP_FACTORY = "service.gateway.app:create_app_from_env"
 
 
@@ -35,8 +40,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Serve the REST API on HOST:PORT and forward predictions over gRPC to TF Serving "
             "or the model server. Precedence: flags > HOUSING_* env > .env > defaults; "
             "AIP_HTTP_PORT (Vertex AI) overrides the port. API keys only come from "
-            "HOUSING_API_KEYS (a JSON list), never the command line, so they stay out of ps."
+            "HOUSING_API_KEYS (a JSON list; scrape-only keys from HOUSING_METRICS_KEYS), "
+            "never the command line, so they stay out of ps."
         ),
+    )
+    parser.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="serve a non-loopback --host without API keys (only when something in front "
+        "of the gateway authenticates, e.g. a Vertex AI endpoint; env "
+        "HOUSING_ALLOW_UNAUTHENTICATED=true)",
     )
     parser.add_argument(
         "--upstream",
@@ -146,21 +160,49 @@ def serve_one(host: str, port: int, level: str, reuse_port: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .metrics import MULTIPROC_ENV
+
     settings, overrides = load_settings(args)
     export(overrides)
     host, port, level = settings.host, settings.listen_port, settings.log_level
-    if settings.workers == 1:
+    if settings.workers == 1 and not os.environ.get(MULTIPROC_ENV):
         serve_one(host, port, level, reuse_port=False)
         return 0
+    # several workers, or a metrics folder to keep tidy (emptied at start, dead marked)
     return supervise(settings.workers, host, port, level)
+
+
+def metrics_folder() -> tuple[Path, bool]:
+    """The workers' shared metrics folder, emptied of earlier runs' files; True when it is a
+    temporary folder this process must remove."""
+    from .metrics import MULTIPROC_ENV
+
+    given = os.environ.get(MULTIPROC_ENV)
+    folder = Path(given) if given else Path(tempfile.mkdtemp(prefix="housing-gateway-metrics-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = str(folder)  # inherited by the workers, read at import
+    return folder, not given
 
 
 def supervise(workers: int, host: str, port: int, level: str) -> int:
     """Start N worker processes; stop them all when one exits or on SIGTERM/SIGINT."""
-    import multiprocessing
-
     probe = reuseport_socket(host, port)  # fail fast (port taken) before forking workers
     probe.close()
+    folder, temporary = metrics_folder()
+    try:
+        return run_workers(workers, host, port, level, folder)
+    finally:
+        if temporary:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_workers(workers: int, host: str, port: int, level: str, metrics_dir: Path) -> int:
+    import multiprocessing
+
+    from prometheus_client import multiprocess
+
     context = multiprocessing.get_context("spawn")
     procs = [
         context.Process(target=serve_one, args=(host, port, level, True), name=f"gateway-{i}")
@@ -182,6 +224,8 @@ def supervise(workers: int, host: str, port: int, level: str) -> int:
     stop(signal.SIGTERM, None)
     for proc in procs:
         proc.join(15)
+        if proc.pid is not None:  # its live gauges leave the sums; its counters stay
+            multiprocess.mark_process_dead(proc.pid, str(metrics_dir))
     codes = [proc.exitcode or 0 for proc in procs]
     print(f"gateway workers exited: {codes}", file=sys.stderr)
     return max((abs(code) for code in codes), default=0)

@@ -3,9 +3,16 @@
 A registry per app (not the global one) keeps tests and several apps in one process
 independent. Labels are bounded: route *templates* (not raw paths), model names from the
 routing table only, versions the upstream reported, HTTP status codes.
+
+Several workers (``housing serve gateway --workers N``): the supervisor sets
+``PROMETHEUS_MULTIPROC_DIR`` before the workers start, so prometheus-client keeps every
+value in per-process files there, and ``render()`` sums all workers' files: any worker's
+/metrics is the whole gateway's.
 """
 
 from __future__ import annotations
+
+import os
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -14,7 +21,10 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
 )
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set by ``cli.supervise`` for its workers
 
 LATENCY_BUCKETS = (
     0.001,
@@ -97,6 +107,12 @@ class GatewayMetrics:
             "housing_gateway_in_flight_requests",
             "Requests being handled now (health and metrics paths excluded).",
             registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.overload_rejections = Counter(
+            "housing_gateway_overload_rejections_total",
+            "Predictions refused with 503 because the worker was at its concurrency limit.",
+            registry=self.registry,
         )
         self.out_of_range = Counter(
             "housing_gateway_out_of_range_total",
@@ -117,4 +133,8 @@ class GatewayMetrics:
         )
 
     def render(self) -> bytes:
+        if os.environ.get(MULTIPROC_ENV):
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)
+            return generate_latest(merged)
         return generate_latest(self.registry)

@@ -2,16 +2,19 @@
 
 Request id (accepted when well-formed, else generated; always returned), API-key check,
 body-size limit (Content-Length checked before anything is read, streamed bodies
-counted), in-flight gauge, request metrics by route template, and one JSON access log
-line. Pure ASGI rather than ``BaseHTTPMiddleware``: no extra task or copy per request.
+counted), the per-worker cap on concurrent predictions, in-flight gauge, request metrics
+by route template, and one JSON access log line. Pure ASGI rather than
+``BaseHTTPMiddleware``: no extra task or copy per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -30,6 +33,44 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 access_log = logging.getLogger("service.gateway.access")
+METRICS_PATH = "/metrics"
+
+
+class AdmissionGate:
+    """At most ``limit`` holders at once and at most ``queue`` waiting for a slot; anyone
+    else is refused at once, so overload becomes a fast 503 instead of a growing backlog."""
+
+    def __init__(self, limit: int, queue: int) -> None:
+        self.queue = queue
+        self.waiting = 0
+        self._slots = asyncio.Semaphore(limit)
+
+    async def enter(self) -> bool:
+        """Take a slot (waiting only if there is room in the queue); False when refused."""
+        if not self._slots.locked():
+            await self._slots.acquire()
+            return True
+        if self.waiting >= self.queue:
+            return False
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        return True
+
+    def leave(self) -> None:
+        self._slots.release()
+
+
+def replay(messages: list[Message], receive: Receive) -> Receive:
+    """``receive`` that hands out a body already read, then the client's later messages."""
+    pending = deque(messages)
+
+    async def replayed() -> Message:
+        return pending.popleft() if pending else await receive()
+
+    return replayed
 
 
 class GatewayMiddleware:
@@ -40,15 +81,30 @@ class GatewayMiddleware:
         metrics: GatewayMetrics,
         max_body_bytes: int,
         api_keys: list[bytes],
+        metrics_keys: list[bytes],
         open_paths: set[str],
         unmeasured_paths: set[str],
+        predict_paths: set[str],
+        max_in_flight_predictions: int,
+        max_queued_predictions: int,
+        retry_after_seconds: int,
+        body_timeout_seconds: float,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.api_keys = api_keys
+        # Prometheus may scrape with a scrape-only key; API keys open /metrics too.
+        self.scrape_keys = [*api_keys, *metrics_keys]
         self.open_paths = open_paths
         self.unmeasured_paths = unmeasured_paths
+        self.predict_paths = predict_paths
+        self.gate = AdmissionGate(max_in_flight_predictions, max_queued_predictions)
+        self.retry_after = str(retry_after_seconds)
+        self.body_timeout_seconds = body_timeout_seconds
+
+    def is_prediction(self, path: str) -> bool:
+        return path.endswith(":predict") or path in self.predict_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,6 +133,8 @@ class GatewayMiddleware:
             error = self._precheck(path, headers)
             if error is not None:
                 await self._answer(error, request_id, send_with_id)
+            elif self.is_prediction(path):
+                await self._admitted(scope, receive, send_with_id, request_id)
             else:
                 await self.app(scope, self._limited(receive), send_with_id)
         finally:
@@ -106,8 +164,61 @@ class GatewayMiddleware:
                     },
                 )
 
+    async def _admitted(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        """A prediction: its whole body first (bounded in size and time), then a slot from
+        the gate, or a 503. Reading first keeps slow senders from holding slots."""
+        try:
+            async with asyncio.timeout(self.body_timeout_seconds):
+                body = await self._read_body(receive)
+        except TimeoutError:
+            timeout = GatewayError(
+                f"request body not received within {self.body_timeout_seconds:g} s",
+                status=408,
+                code="request_timeout",
+            )
+            await self._answer(timeout, request_id, send)
+            return
+        except PayloadTooLarge as too_large:
+            await self._answer(too_large, request_id, send)
+            return
+        if body is None:
+            return  # the client went away
+        if not await self.gate.enter():
+            self.metrics.overload_rejections.inc()
+            overloaded = GatewayError(
+                "the gateway is at its limit of concurrent predictions; retry later",
+                status=503,
+                code="overloaded",
+                headers={"Retry-After": self.retry_after},
+            )
+            await self._answer(overloaded, request_id, send)
+            return
+        try:
+            await self.app(scope, replay(body, receive), send)
+        finally:
+            self.gate.leave()
+
+    async def _read_body(self, receive: Receive) -> list[Message] | None:
+        """Every body message (None if the client disconnects); PayloadTooLarge past the
+        limit, so a body without Content-Length is cut off too."""
+        messages: list[Message] = []
+        seen = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            seen += len(message.get("body", b""))
+            if seen > self.max_body_bytes:
+                raise PayloadTooLarge(
+                    f"request body exceeds the limit of {self.max_body_bytes} bytes"
+                )
+            messages.append(message)
+            if not message.get("more_body", False):
+                return messages
+
     def _precheck(self, path: str, headers: dict[bytes, bytes]) -> GatewayError | None:
-        if path not in self.open_paths and not is_authorized(self.api_keys, presented_key(headers)):
+        keys = self.scrape_keys if path == METRICS_PATH else self.api_keys
+        if path not in self.open_paths and not is_authorized(keys, presented_key(headers)):
             return Unauthorized()
         length = headers.get(b"content-length")
         if length is not None:

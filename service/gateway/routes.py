@@ -213,7 +213,9 @@ async def livez() -> dict[str, str]:
 )
 async def readyz(request: Request) -> JSONResponse:
     result = await predictor_of(request).readiness(request.state.request_id)
-    body = Readiness(ready=result.ready, models=result.models).model_dump()
+    body = Readiness(
+        ready=result.ready, models=result.models, warnings=list(result.warnings)
+    ).model_dump()
     if result.ready:
         return JSONResponse(body)
     settings = settings_of(request)

@@ -108,6 +108,10 @@ class ModelList(BaseModel):
 class Readiness(BaseModel):
     ready: bool
     models: dict[str, str] = Field(description="Model name -> AVAILABLE or the reason not.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Problems that do not stop serving, e.g. prediction log writes failing.",
+    )
 
 
 class ErrorDetail(BaseModel):

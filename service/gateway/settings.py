@@ -10,6 +10,7 @@ routes traffic to that port.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 
@@ -34,8 +35,13 @@ class GatewaySettings(BaseSettings):
         use_attribute_docstrings=True,
     )
 
-    host: str = "0.0.0.0"
-    """Interface to bind. 0.0.0.0 so the container contract (docker, Vertex AI) works as is."""
+    host: str = "127.0.0.1"
+    """Interface to bind. Loopback by default; any other address needs API keys or
+    ``allow_unauthenticated`` (containers pass ``--host 0.0.0.0`` with one of them)."""
+
+    allow_unauthenticated: bool = False
+    """Serve a non-loopback address without API keys (for a platform that authenticates
+    in front of the gateway, e.g. a Vertex AI endpoint). Off: such a bind refuses to start."""
 
     port: int = Field(default=8000, ge=1, le=65535)
     """TCP port to listen on (AIP_HTTP_PORT overrides it when set)."""
@@ -55,11 +61,17 @@ class GatewaySettings(BaseSettings):
     api_keys: list[SecretStr] = Field(default_factory=list)
     """Accepted API keys (JSON list). Empty: authentication is off."""
 
+    metrics_keys: list[SecretStr] = Field(default_factory=list)
+    """Scrape-only keys (JSON list): accepted on /metrics and nowhere else, so Prometheus
+    can scrape an authenticated gateway without a key that can predict. API keys work too."""
+
     deadline_seconds: float = Field(default=5.0, gt=0, le=300)
-    """gRPC deadline of every upstream call (retries included)."""
+    """Deadline budget of one request: every upstream attempt, retry, label fallback and
+    redo, and the prediction-log commit wait, all together."""
 
     retries: int = Field(default=2, ge=0, le=10)
-    """Extra attempts after an UNAVAILABLE upstream answer (no other code is retried)."""
+    """Extra attempts after an UNAVAILABLE upstream answer (no other code is retried), within
+    the deadline and a retry budget (retries at most a tenth of recent calls)."""
 
     retry_backoff_seconds: float = Field(default=0.05, ge=0, le=10)
     """First backoff between retries; doubles on each attempt, with jitter."""
@@ -79,14 +91,35 @@ class GatewaySettings(BaseSettings):
     max_concurrent_chunks: int = Field(default=8, ge=1)
     """Chunks of one request in flight at once."""
 
+    max_in_flight_predictions: int = Field(default=64, ge=1, le=100_000)
+    """Prediction requests one worker handles at once; beyond it and its small queue the
+    gateway answers 503 with Retry-After instead of piling work on the model server."""
+
+    max_queued_predictions: int = Field(default=16, ge=0, le=100_000)
+    """Prediction requests that may wait for a free slot (then 503); 0 rejects at once."""
+
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    """A prediction's body must arrive within this many seconds (else 408); it is read in
+    full before the request takes a slot, so slow senders cannot hold slots."""
+
     prediction_log_path: str = "logs/predictions.sqlite3"
     """SQLite file of served predictions, for the drift monitor. Empty disables the log."""
+
+    prediction_log_max_age_days: float = Field(default=30.0, gt=0)
+    """Records older than this are deleted from the prediction log."""
+
+    prediction_log_max_rows: int = Field(default=5_000_000, ge=1)
+    """At most this many records are kept in the prediction log (oldest deleted first)."""
+
+    prediction_log_retention_seconds: float = Field(default=60.0, gt=0)
+    """Seconds between retention runs; each deletes a bounded number of records."""
 
     models_dir: Path | None = None
     """Model repository folder (reference samples for drift). Default: the repository's."""
 
-    drift_interval_seconds: float = Field(default=0.0, ge=0)
-    """Seconds between background drift checks over the prediction log; 0 disables them."""
+    drift_interval_seconds: float = Field(default=300.0, ge=0)
+    """Seconds between scheduled drift reports (every routed model, the last
+    ``HOUSING_DRIFT_WINDOW_SECONDS`` of its traffic); 0: on demand only."""
 
     cors_origins: list[str] = Field(default_factory=list)
     """Origins allowed by CORS (JSON list). Empty: no cross-origin access at all."""
@@ -154,6 +187,16 @@ class GatewaySettings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _check_exposure(self) -> GatewaySettings:
+        if not is_loopback(self.host) and not self.api_keys and not self.allow_unauthenticated:
+            raise ValueError(
+                f"host {self.host} is reachable from other machines and no API keys are set: "
+                "set HOUSING_API_KEYS, bind 127.0.0.1, or pass --allow-unauthenticated "
+                "when something in front of the gateway authenticates"
+            )
+        return self
+
     @property
     def listen_port(self) -> int:
         """The port actually bound: Vertex AI's AIP_HTTP_PORT wins when set."""
@@ -165,3 +208,16 @@ class GatewaySettings(BaseSettings):
 
     def api_key_bytes(self) -> list[bytes]:
         return [key.get_secret_value().encode() for key in self.api_keys]
+
+    def metrics_key_bytes(self) -> list[bytes]:
+        return [key.get_secret_value().encode() for key in self.metrics_keys]
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything

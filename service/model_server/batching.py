@@ -5,7 +5,8 @@ Semantics follow TF Serving's batch scheduler: a batch closes when it holds
 ``max_batch_size`` rows or when its oldest request has waited ``batch_timeout_micros``
 (0: take whatever is queued as soon as a batch thread is free); at most
 ``max_batch_size * max_enqueued_batches`` rows wait, beyond that requests get UNAVAILABLE.
-A request larger than ``max_batch_size`` runs as a batch of its own.
+A request larger than ``max_batch_size`` runs as a batch of its own. When a merged batch
+fails, its requests are re-run one by one: a request the model refuses fails alone.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import grpc
 import numpy as np
 
 from service.model_server.config import BatchingOptions
-from service.model_server.errors import ServingError
+from service.model_server.errors import ServingError, busy
 
 Columns = dict[str, np.ndarray]
 QUEUE_FULL = "The batch scheduling queue to which this task was submitted is full"
@@ -33,6 +34,11 @@ class Task:
     rows: int
     future: asyncio.Future
     enqueued: float = field(default_factory=time.monotonic)
+
+
+def settle(task: Task, error: Exception) -> None:
+    if not task.future.done():
+        task.future.set_exception(error)
 
 
 def merge(tasks: list[Task]) -> Columns:
@@ -67,7 +73,7 @@ class Batcher:
 
     async def submit(self, inputs: Columns, rows: int) -> Columns:
         if self.queued_rows + rows > self.options.max_queued_rows and self.queue:
-            raise ServingError(grpc.StatusCode.UNAVAILABLE, QUEUE_FULL)
+            raise busy(QUEUE_FULL, grpc.StatusCode.UNAVAILABLE)
         task = Task(inputs, rows, asyncio.get_running_loop().create_future())
         self.queue.append(task)
         self.queued_rows += rows
@@ -119,10 +125,11 @@ class Batcher:
             started = time.perf_counter()
             try:
                 outputs = await loop.run_in_executor(self.executor, self.run, merge(tasks))
-            except Exception as exc:  # the model failed: every merged request gets the error
-                for task in tasks:
-                    if not task.future.done():
-                        task.future.set_exception(exc)
+            except Exception as exc:
+                if len(tasks) == 1:
+                    settle(tasks[0], exc)
+                else:
+                    await self._run_alone(tasks)
                 continue
             self.on_batch(len(tasks), rows, time.perf_counter() - started)
             offset = 0
@@ -132,6 +139,23 @@ class Batcher:
                         {k: v[offset : offset + task.rows] for k, v in outputs.items()}
                     )
                 offset += task.rows
+
+    async def _run_alone(self, tasks: list[Task]) -> None:
+        """A merged batch failed: run its requests one by one, so a request the model
+        refuses fails alone and its batch-mates still get their answers."""
+        loop = asyncio.get_running_loop()
+        for task in tasks:
+            if task.future.done():
+                continue
+            started = time.perf_counter()
+            try:
+                outputs = await loop.run_in_executor(self.executor, self.run, task.inputs)
+            except Exception as exc:
+                settle(task, exc)
+                continue
+            self.on_batch(1, task.rows, time.perf_counter() - started)
+            if not task.future.done():
+                task.future.set_result(outputs)
 
     @property
     def idle(self) -> bool:

@@ -6,6 +6,12 @@ import argparse
 import os
 from pathlib import Path
 
+from service.model_server.limits import (
+    DEFAULT_MAX_CONCURRENT_PREDICTS,
+    DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_MAX_ROWS,
+)
+
 HELP = "the project's model server (TF Serving's gRPC + REST protocol, sklearn and SavedModel)"
 DEFAULT_BATCH_THREADS = 1
 
@@ -17,6 +23,20 @@ def flag_bool(text: str) -> bool:
     if lowered in ("false", "0", "no"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return value
 
 
 def port(text: str) -> int:
@@ -76,10 +96,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "max_enqueued_batches, num_batch_threads)",
     )
     parser.add_argument(
+        "--enable_reload_config",
+        type=flag_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="accept HandleReloadConfigRequest (off by default): from loopback peers only, or "
+        "with --reload_secret_file from callers sending that secret",
+    )
+    parser.add_argument(
+        "--reload_secret_file",
+        type=Path,
+        help="file holding a shared secret (at least 16 bytes); with it, a reload must carry "
+        "the secret in the 'housing-reload-secret' gRPC metadata, from any peer",
+    )
+    parser.add_argument(
         "--monitoring_config_file",
         type=Path,
         help="MonitoringConfig text proto; prometheus_config { enable: true } serves metrics "
         "on the REST port",
+    )
+    parser.add_argument(
+        "--max_request_rows",
+        type=positive,
+        default=DEFAULT_MAX_ROWS,
+        help="most rows one Predict may carry; more: RESOURCE_EXHAUSTED, REST 413 "
+        f"(default {DEFAULT_MAX_ROWS:,}; not a TF Serving flag)",
+    )
+    parser.add_argument(
+        "--max_request_bytes",
+        type=positive,
+        default=DEFAULT_MAX_REQUEST_BYTES,
+        help="largest gRPC message and REST body accepted; larger: RESOURCE_EXHAUSTED, "
+        f"REST 413 (default {DEFAULT_MAX_REQUEST_BYTES} = gRPC's default; TF Serving "
+        "allows 2 GiB)",
+    )
+    parser.add_argument(
+        "--max_concurrent_predicts",
+        type=non_negative,
+        default=DEFAULT_MAX_CONCURRENT_PREDICTS,
+        help="Predict calls in flight at once; more: RESOURCE_EXHAUSTED, REST 429 + "
+        f"Retry-After (default {DEFAULT_MAX_CONCURRENT_PREDICTS}; 0: no cap)",
     )
 
 
@@ -92,6 +149,7 @@ def options_from_args(args: argparse.Namespace):
         read_batching_parameters,
         read_monitoring_config,
     )
+    from service.model_server.limits import RequestLimits
 
     if args.model_config_file is None and not (args.model_name and args.model_base_path):
         raise UserError("give --model_config_file, or --model_name with --model_base_path")
@@ -110,6 +168,13 @@ def options_from_args(args: argparse.Namespace):
         )
     elif args.batching_parameters_file:
         raise UserError("--batching_parameters_file needs --enable_batching")
+    reload_secret = None
+    if args.reload_secret_file:
+        if not args.enable_reload_config:
+            raise UserError("--reload_secret_file needs --enable_reload_config")
+        from service.model_server.control import read_secret_file
+
+        reload_secret = read_secret_file(args.reload_secret_file)
     prometheus_path = None
     if args.monitoring_config_file:
         prometheus_path = read_monitoring_config(args.monitoring_config_file)
@@ -126,6 +191,13 @@ def options_from_args(args: argparse.Namespace):
         model_base_path=args.model_base_path,
         batching=batching,
         prometheus_path=prometheus_path,
+        limits=RequestLimits(
+            max_rows=args.max_request_rows,
+            max_request_bytes=args.max_request_bytes,
+            max_concurrent_predicts=args.max_concurrent_predicts,
+        ),
+        reload_config=args.enable_reload_config,
+        reload_secret=reload_secret,
     )
 
 

@@ -22,6 +22,7 @@ from google.protobuf import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
+from service.model_server.limits import RequestLimits
 from training.repository import (
     JOBLIB_NAME,
     PLATFORM_SKLEARN,
@@ -63,6 +64,10 @@ class ServerOptions:
     model_base_path: Path | None = None
     batching: BatchingOptions | None = None
     prometheus_path: str | None = None
+    limits: RequestLimits = field(default_factory=RequestLimits)
+    # HandleReloadConfigRequest: off unless enabled; then loopback only, or the secret.
+    reload_config: bool = False
+    reload_secret: bytes | None = field(default=None, repr=False)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 from tensorflow_serving.apis import (
@@ -15,10 +17,12 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from service.model_server.control import ReloadPolicy
 from service.model_server.errors import ServingError, invalid
+from service.model_server.limits import DEFAULT_MAX_ROWS
 from service.model_server.manager import ModelManager
 from service.model_server.predict import DataPlane
-from service.model_server.tensors import from_numpy, to_numpy
+from service.model_server.tensors import decode_inputs, from_numpy
 
 SIGNATURE_DEF_FIELD = "signature_def"
 
@@ -32,25 +36,66 @@ def version_choice(spec) -> tuple[int | None, str | None]:
     return None, None
 
 
+class Unparsable:
+    """What a request body that is not a valid message decodes to."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
+def tolerant(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:  # protobuf's DecodeError, or anything a parser raises
+            return Unparsable(exc)
+
+    return parse
+
+
+class MalformedRequests(grpc.aio.ServerInterceptor):
+    """An unparsable request message is INVALID_ARGUMENT (grpc's own answer is UNKNOWN)."""
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None or not handler.request_deserializer:
+            return handler
+        behaviour = handler.unary_unary
+        method = handler_call_details.method
+
+        async def checked(request, context):
+            if isinstance(request, Unparsable):
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"{method}: the request message is malformed"
+                )
+            return await behaviour(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            checked,
+            request_deserializer=tolerant(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+
+
 async def abort(context: grpc.aio.ServicerContext, error: ServingError) -> None:
     await context.abort(error.code, error.message)
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, predictor: DataPlane):
+    def __init__(self, predictor: DataPlane, max_rows: int = DEFAULT_MAX_ROWS):
         self.predictor = predictor
+        self.max_rows = max_rows
 
     async def Predict(self, request: predict_pb2.PredictRequest, context):  # noqa: N802
         spec = request.model_spec
         try:
             version, label = version_choice(spec)
-            inputs = {name: to_numpy(name, tensor) for name, tensor in request.inputs.items()}
             result = await self.predictor.predict(
                 spec.name,
                 version,
                 label,
                 spec.signature_name,
-                inputs,
+                lambda signature: decode_inputs(request.inputs, signature, self.max_rows),
                 list(request.output_filter),
                 "grpc",
             )
@@ -103,9 +148,10 @@ def metadata_response(
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, manager: ModelManager, config_dir: Path):
+    def __init__(self, manager: ModelManager, config_dir: Path, reload_policy: ReloadPolicy):
         self.manager = manager
         self.config_dir = config_dir
+        self.reload_policy = reload_policy
 
     async def GetModelStatus(self, request, context):  # noqa: N802
         spec = request.model_spec
@@ -123,11 +169,16 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return get_model_status_pb2.GetModelStatusResponse(model_version_status=statuses)
 
     async def HandleReloadConfigRequest(self, request, context):  # noqa: N802
-        """Apply a new model list; like TF Serving, a failure is both in the body and the code."""
+        """Apply a new model list; like TF Serving, a failure is both in the body and the code.
+
+        Only when the reload policy allows the caller, and only inside the model repository.
+        """
         try:
+            metadata = {key: value for key, value in context.invocation_metadata() or ()}
+            self.reload_policy.authorize(context.peer(), metadata)
             if request.config.WhichOneof("config") != "model_config_list":
                 raise invalid("ReloadConfigRequest: only model_config_list is supported")
-            await self.manager.apply_config(request.config, self.config_dir)
+            await self.manager.apply_config(request.config, self.config_dir, confine=True)
         except ServingError as error:
             context.set_code(error.code)
             context.set_details(error.message)

@@ -5,6 +5,14 @@ the *aspired* versions among the integer folders under its base path; aspired ve
 loaded and warmed up before versions that are no longer aspired are unloaded
 (availability-preserving). A version that fails to load is reported (state END with the
 error) and left out of the policy until its folder changes, so the previous one keeps serving.
+
+Version labels move only to AVAILABLE versions: a config whose label names a version that
+is still loading keeps the label on its previous version (which stays loaded) until the new
+one is AVAILABLE, so a promotion never makes a labelled request fail. SavedModels are
+checked against their manifest's ``tree_sha256`` before loading (joblib files are checked
+by their loader). Configs sent over the network (``HandleReloadConfigRequest``) are
+confined to the model repository: a ``base_path`` or version folder resolving outside it
+is refused.
 """
 
 from __future__ import annotations
@@ -26,7 +34,13 @@ from service.model_server.config import BatchingOptions
 from service.model_server.errors import ServingError, invalid, not_found
 from service.model_server.metrics import ServerMetrics
 from service.model_server.servables import Servable, load_servable
-from training.repository import resolve_base_path
+from training.repository import (
+    PLATFORM_TENSORFLOW,
+    RepositoryError,
+    check_model_name,
+    resolve_base_path,
+    verify_saved_model,
+)
 
 log = logging.getLogger("housing.model_server")
 State = get_model_status_pb2.ModelVersionStatus.State
@@ -53,12 +67,26 @@ class LoadedVersion:
 class ModelState:
     config: model_server_config_pb2.ModelConfig
     base_path: Path
+    # Set for configs from the network: version folders must resolve inside it.
+    confined_to: Path | None = None
     loaded: dict[int, LoadedVersion] = field(default_factory=dict)
     statuses: dict[int, VersionStatus] = field(default_factory=dict)
+    # The labels as served: each points to an AVAILABLE version (see ``update_labels``).
+    labels: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def labels(self) -> dict[str, int]:
-        return dict(self.config.version_labels)
+    def update_labels(self, name: str) -> None:
+        """Follow the config's labels, but move a label only to a loaded version; until
+        then it keeps its previous (still loaded) version."""
+        served: dict[str, int] = {}
+        for label, version in self.config.version_labels.items():
+            if version in self.loaded:
+                served[label] = version
+            elif self.labels.get(label) in self.loaded:
+                served[label] = self.labels[label]
+        for label, version in served.items():
+            if self.labels.get(label) != version:
+                log.info("model %s label %s -> version %d", name, label, version)
+        self.labels = served
 
 
 def folder_fingerprint(path: Path) -> tuple:
@@ -75,14 +103,31 @@ def folder_fingerprint(path: Path) -> tuple:
         return ()
 
 
-def versions_on_disk(base_path: Path) -> dict[int, Path]:
+def versions_on_disk(base_path: Path, confined_to: Path | None = None) -> dict[int, Path]:
+    """Integer version folders; with ``confined_to``, only those resolving inside it."""
     if not base_path.is_dir():
         return {}
-    return {
-        int(child.name): child
-        for child in base_path.iterdir()
-        if child.name.isdigit() and child.is_dir()
-    }
+    found = {}
+    for child in base_path.iterdir():
+        if not (child.name.isdigit() and child.is_dir()):
+            continue
+        if confined_to is not None and not child.resolve().is_relative_to(confined_to):
+            log.warning("ignoring %s: it resolves outside %s", child, confined_to)
+            continue
+        found[int(child.name)] = child
+    return found
+
+
+def confined_base_path(root: Path, config_dir: Path, name: str, base_path: str) -> Path:
+    """The base path, refused unless it resolves (symlinks, ``..``) inside ``root``."""
+    path = resolve_base_path(config_dir / "models.config", base_path).resolve()
+    if not path.is_relative_to(root):
+        raise ServingError(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"model {name}: base_path {base_path!r} is outside the model repository "
+            "(give a folder inside it, e.g. the model's name)",
+        )
+    return path
 
 
 def aspired(policy: model_server_config_pb2.ModelConfig, candidates: list[int]) -> set[int]:
@@ -114,6 +159,8 @@ class ModelManager:
         self.models: dict[str, ModelState] = {}
         self.lock = asyncio.Lock()
         self.config_dir = Path.cwd()
+        # Where network-sent configs may point: set by the server (the config's folder).
+        self.repository_root: Path | None = None
 
     # ---- configuration and polling ---------------------------------------------------
 
@@ -122,33 +169,58 @@ class ModelManager:
         for entry in config.model_config_list.config:
             if not entry.name:
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "a model config has no name")
+            try:
+                check_model_name(entry.name)
+            except RepositoryError as exc:
+                raise invalid(str(exc)) from None
             if names.count(entry.name) > 1:
                 raise invalid(f"model name {entry.name!r} appears twice in the config")
             if not entry.base_path:
                 raise invalid(f"model {entry.name}: base_path is empty")
 
     async def apply_config(
-        self, config: model_server_config_pb2.ModelServerConfig, config_dir: Path | None = None
+        self,
+        config: model_server_config_pb2.ModelServerConfig,
+        config_dir: Path | None = None,
+        confine: bool = False,
     ) -> None:
-        """Replace the set of models (as HandleReloadConfigRequest does), then load."""
+        """Replace the set of models (as HandleReloadConfigRequest does), then load.
+
+        ``confine``: the config came over the network; every base_path must resolve inside
+        the model repository, checked before anything changes.
+        """
         self.validate_config(config)
+        root = self.repository_root.resolve() if confine and self.repository_root else None
+        if confine and root is None:
+            raise ServingError(
+                grpc.StatusCode.FAILED_PRECONDITION, "this server has no model repository root"
+            )
         async with self.lock:
             if config_dir is not None:
                 self.config_dir = config_dir
             wanted = {entry.name: entry for entry in config.model_config_list.config}
+            bases = {
+                name: confined_base_path(root, self.config_dir, name, entry.base_path)
+                if root is not None
+                else resolve_base_path(self.config_dir / "models.config", entry.base_path)
+                for name, entry in wanted.items()
+            }
             for name in list(self.models):
                 if name not in wanted:
                     removed = self.models.pop(name)
                     for version in list(removed.loaded):
                         await self._unload(removed, version)
             for name, entry in wanted.items():
-                base = resolve_base_path(self.config_dir / "models.config", entry.base_path)
                 current = self.models.get(name)
                 if current is None:
-                    self.models[name] = ModelState(config=entry, base_path=base)
+                    self.models[name] = ModelState(
+                        config=entry, base_path=bases[name], confined_to=root
+                    )
                 else:
                     current.config = entry
-                    current.base_path = base
+                    current.base_path = bases[name]
+                    current.confined_to = root
+                    current.update_labels(name)
             await self._sync_all()
 
     async def poll(self) -> None:
@@ -161,7 +233,9 @@ class ModelManager:
 
     async def _sync(self, name: str, state: ModelState) -> None:
         loop = asyncio.get_running_loop()
-        on_disk = await loop.run_in_executor(self.loader_thread, versions_on_disk, state.base_path)
+        on_disk = await loop.run_in_executor(
+            self.loader_thread, versions_on_disk, state.base_path, state.confined_to
+        )
         # Fingerprints only where needed: a failed version is retried once its folder changes.
         fingerprints = {
             version: await loop.run_in_executor(self.loader_thread, folder_fingerprint, path)
@@ -179,10 +253,14 @@ class ModelManager:
         target = aspired(state.config, candidates)
         for version in sorted(target - set(state.loaded)):
             await self._load(name, state, version, on_disk[version])
+        state.update_labels(name)
         serving_target = any(v in state.loaded for v in target)
+        # A version a label still points to (its new version failed to load) stays loaded.
+        labelled = set(state.labels.values())
         for version in sorted(set(state.loaded) - target):
-            if serving_target or version not in on_disk:
+            if version not in on_disk or (serving_target and version not in labelled):
                 await self._unload(state, version)
+        state.update_labels(name)
 
     async def _load(self, name: str, state: ModelState, version: int, path: Path) -> None:
         loop = asyncio.get_running_loop()
@@ -192,6 +270,8 @@ class ModelManager:
         started = time.perf_counter()
 
         def load_and_warm() -> Servable:
+            if platform == PLATFORM_TENSORFLOW:
+                verify_saved_model(path)
             servable = self.loader(name, version, path, platform)
             servable.warmup()
             return servable
@@ -209,7 +289,9 @@ class ModelManager:
         self.metrics.loads.labels(name, "ok").inc()
         self.metrics.load_seconds.labels(name).observe(time.perf_counter() - started)
         self.metrics.available.labels(name, str(version)).set(1)
+        self.metrics.serving_form.labels(name, str(version), servable.form).set(1)
         log.info("model %s version %d is available", name, version)
+        state.update_labels(name)
 
     async def _unload(self, state: ModelState, version: int) -> None:
         """Stop routing to the version, let in-flight requests finish, then drop it."""
@@ -223,6 +305,7 @@ class ModelManager:
             await batcher.close()
         state.statuses[version] = VersionStatus(State.END)
         self.metrics.available.labels(name, str(version)).set(0)
+        self.metrics.serving_form.remove(name, str(version), loaded.servable.form)
         log.info("model %s version %d unloaded", name, version)
 
     async def close(self) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import grpc
@@ -17,11 +17,13 @@ from tensorflow.core.protobuf import meta_graph_pb2
 
 from core.contract import SIGNATURE_NAME
 from service.model_server.errors import ServingError, invalid
+from service.model_server.limits import InflightLimit
 from service.model_server.manager import LoadedVersion, ModelManager
 from service.model_server.metrics import ServerMetrics
 from service.model_server.tensors import NUMPY_DTYPES, dtype_name
 
 Columns = dict[str, np.ndarray]
+Decoder = Callable[[meta_graph_pb2.SignatureDef], Columns]
 
 
 @dataclass
@@ -114,9 +116,12 @@ def check_output_filter(signature: meta_graph_pb2.SignatureDef, output_filter: l
 class DataPlane:
     """Predict and metadata, whatever the transport."""
 
-    def __init__(self, manager: ModelManager, metrics: ServerMetrics):
+    def __init__(
+        self, manager: ModelManager, metrics: ServerMetrics, inflight: InflightLimit | None = None
+    ):
         self.manager = manager
         self.metrics = metrics
+        self.inflight = inflight or InflightLimit(0)
 
     def signature(
         self, name: str, version: int | None, label: str | None, signature_name: str
@@ -130,21 +135,25 @@ class DataPlane:
         version: int | None,
         label: str | None,
         signature_name: str,
-        inputs: Columns,
+        decode: Decoder,
         output_filter: list[str],
         transport: str,
     ) -> ServedPrediction:
+        """``decode`` turns the transport's request into columns once the signature is
+        known, so shapes are checked against it before anything is allocated."""
         started = time.perf_counter()
         served_version = "none"
         code = grpc.StatusCode.OK
         try:
-            loaded = self.manager.resolve(name, version, label)
-            served_version = str(loaded.servable.version)
-            signature_name = signature_name or SIGNATURE_NAME
-            signature = signature_of(loaded, signature_name)
-            rows = validate_inputs(signature, inputs)
-            check_output_filter(signature, output_filter)
-            outputs = await self._run(loaded, signature_name, inputs, rows)
+            with self.inflight.admit():
+                loaded = self.manager.resolve(name, version, label)
+                served_version = str(loaded.servable.version)
+                signature_name = signature_name or SIGNATURE_NAME
+                signature = signature_of(loaded, signature_name)
+                inputs = decode(signature)
+                rows = validate_inputs(signature, inputs)
+                check_output_filter(signature, output_filter)
+                outputs = await self._run(loaded, signature_name, inputs, rows)
             if output_filter:
                 outputs = {k: v for k, v in outputs.items() if k in output_filter}
             return ServedPrediction(

@@ -3,15 +3,20 @@
 Routes (as TF Serving): ``GET /v1/models/{name}[/versions/{v}|/labels/{l}]`` (status),
 ``.../metadata``, ``POST ...:predict`` with the row (``instances``) or columnar (``inputs``)
 format, and the Prometheus path when monitoring is enabled. Errors are ``{"error": "..."}``
-with TF Serving's HTTP code for the gRPC status.
+with TF Serving's HTTP code for the gRPC status, 413 for a body or row count over the
+server's limits, and ``Retry-After`` when the server is too busy. Every malformed body
+(not JSON, not UTF-8, nested too deeply, bad base64, numbers out of range) is a 4xx.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import logging
 import math
 import re
+import reprlib
 from typing import Any
 
 import grpc
@@ -21,19 +26,25 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
 from core.contract import SIGNATURE_NAME
-from service.model_server.errors import ServingError, invalid
+from service.model_server.errors import ServingError, invalid, too_large
 from service.model_server.grpc_api import SIGNATURE_DEF_FIELD, metadata_response
+from service.model_server.limits import RequestLimits, check_rows
 from service.model_server.metrics import ServerMetrics
-from service.model_server.predict import DataPlane, signature_of
-from service.model_server.tensors import NUMPY_DTYPES
+from service.model_server.predict import DataPlane
+from service.model_server.tensors import NOT_DECODED, NUMPY_DTYPES, checked_values
 
 ROUTE = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)"
-    r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+    r"(?:/versions/(?P<version>\d{1,18})|/labels/(?P<label>[^/:]+))?"
     r"(?P<action>:predict|:classify|:regress|/metadata)?$"
 )
-MAX_BODY_BYTES = 64 * 1024 * 1024
 Columns = dict[str, np.ndarray]
+log = logging.getLogger("housing.model_server")
+
+
+def shown(value: Any) -> str:
+    """A client's value in an error message: bounded in length and depth."""
+    return reprlib.repr(value)
 
 
 def column(name: str, values: list[Any], dtype: int) -> np.ndarray:
@@ -42,32 +53,59 @@ def column(name: str, values: list[Any], dtype: int) -> np.ndarray:
     if np_dtype is None:  # DT_STRING
         out = np.empty(len(values), dtype=object)
         for i, value in enumerate(values):
-            if isinstance(value, str):
-                out[i] = value.encode()
-            elif isinstance(value, dict) and set(value) == {"b64"}:
-                out[i] = base64.b64decode(value["b64"])
-            else:
-                raise invalid(f"input '{name}': expected a string, got {json.dumps(value)}")
-        return out
+            out[i] = string_value(name, value)
+        return checked_values(name, out, dtype)
     if np_dtype.kind == "f":
         values = [math.nan if v is None else v for v in values]
+    if any(isinstance(v, (str, bool, dict)) or v is None for v in flat(values)):
+        bad = next(v for v in flat(values) if isinstance(v, (str, bool, dict)) or v is None)
+        raise invalid(f"input '{name}': expected numbers of type {np_dtype.name}, got {shown(bad)}")
+    # Parsed wide first, so checked_values can refuse what does not fit the signature's dtype.
+    wide = np.float64 if np_dtype.kind == "f" else np.int64
     try:
-        if any(isinstance(v, (str, bool, dict, list)) for v in values):
-            raise TypeError
-        return np.asarray(values, dtype=np_dtype)
-    except (TypeError, ValueError, OverflowError):
-        bad = next(
-            (v for v in values if isinstance(v, (str, bool, dict, list)) or v is None), values
-        )
+        array = np.asarray(values, dtype=wide)
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise invalid(
-            f"input '{name}': expected numbers of type {np_dtype.name}, got {json.dumps(bad)}"
+            f"input '{name}': expected numbers of type {np_dtype.name} in a rectangular "
+            f"array ({type(exc).__name__})"
         ) from None
+    return checked_values(name, array, dtype)
+
+
+def flat(values: list[Any]):
+    """The leaves of nested lists (a row may hold a list for a multi-dimensional input)."""
+    stack = [iter(values)]
+    while stack:
+        for value in stack[-1]:
+            if isinstance(value, list):
+                stack.append(iter(value))
+                break
+            yield value
+        else:
+            stack.pop()
+
+
+def string_value(name: str, value: Any) -> bytes:
+    if isinstance(value, str):
+        try:
+            return value.encode()
+        except UnicodeEncodeError:
+            raise invalid(f"input '{name}': {shown(value)} is not UTF-8 text") from None
+    if isinstance(value, dict) and set(value) == {"b64"}:
+        encoded = value["b64"]
+        if not isinstance(encoded, str):
+            raise invalid(f"input '{name}': 'b64' must be a base64 string, got {shown(encoded)}")
+        try:
+            return base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise invalid(f"input '{name}': {shown(encoded)} is not valid base64") from None
+    raise invalid(f"input '{name}': expected a string, got {shown(value)}")
 
 
 def parse_predict_body(
-    body: dict[str, Any], signature: meta_graph_pb2.SignatureDef
-) -> tuple[Columns, bool]:
-    """Columns from the row or columnar format; also whether the request used rows."""
+    body: dict[str, Any], signature: meta_graph_pb2.SignatureDef, max_rows: int
+) -> Columns:
+    """Columns from the row (``instances``) or columnar (``inputs``) format."""
     if "instances" in body and "inputs" in body:
         raise invalid("Not allowed to specify both 'inputs' and 'instances' keys")
     names = sorted(signature.inputs)
@@ -75,6 +113,7 @@ def parse_predict_body(
         instances = body["instances"]
         if not isinstance(instances, list) or not instances:
             raise invalid("'instances' must be a non-empty JSON list")
+        check_rows("instances", len(instances), max_rows)
         if all(isinstance(row, dict) for row in instances):
             keys = set(instances[0])
             for index, row in enumerate(instances):
@@ -82,7 +121,7 @@ def parse_predict_body(
                     missing = sorted(keys.symmetric_difference(row))
                     raise invalid(
                         f"Failed to process element: {index} of 'instances' list. "
-                        f"Its keys differ from the first element's in {missing}"
+                        f"Its keys differ from the first element's in {shown(missing)}"
                     )
             raw = {key: [row[key] for row in instances] for key in keys}
         elif len(names) == 1:
@@ -92,7 +131,7 @@ def parse_predict_body(
                 "Expected each element of 'instances' to be a JSON object with the "
                 f"named inputs {names}"
             )
-        return convert(raw, signature), True
+        return convert(raw, signature, max_rows)
     if "inputs" in body:
         inputs = body["inputs"]
         if isinstance(inputs, dict):
@@ -103,18 +142,23 @@ def parse_predict_body(
             raw = {names[0]: inputs if isinstance(inputs, list) else [inputs]}
         else:
             raise invalid(f"'inputs' must be a JSON object with the named inputs {names}")
-        return convert(raw, signature), False
+        return convert(raw, signature, max_rows)
     raise invalid("Missing 'inputs' or 'instances' key")
 
 
-def convert(raw: dict[str, list[Any]], signature: meta_graph_pb2.SignatureDef) -> Columns:
-    # Unknown names pass through untyped so the shared validation reports them.
-    return {
-        name: column(name, values, signature.inputs[name].dtype)
-        if name in signature.inputs
-        else np.asarray(values, dtype=object)
-        for name, values in raw.items()
-    }
+def convert(
+    raw: dict[str, list[Any]], signature: meta_graph_pb2.SignatureDef, max_rows: int
+) -> Columns:
+    """Typed columns; names the signature lacks are not converted (the names check
+    reports them)."""
+    columns: Columns = {}
+    for name, values in raw.items():
+        if name not in signature.inputs:
+            columns[name] = NOT_DECODED
+            continue
+        check_rows(name, len(values), max_rows)
+        columns[name] = column(name, values, signature.inputs[name].dtype)
+    return columns
 
 
 def predictions_json(outputs: Columns, rows: bool) -> dict[str, Any]:
@@ -137,10 +181,17 @@ def predictions_json(outputs: Columns, rows: bool) -> dict[str, Any]:
 class RestApp:
     """ASGI callable; thin: parsing and JSON only, the work is in ``DataPlane``."""
 
-    def __init__(self, predictor: DataPlane, metrics: ServerMetrics, prometheus_path: str | None):
+    def __init__(
+        self,
+        predictor: DataPlane,
+        metrics: ServerMetrics,
+        prometheus_path: str | None,
+        limits: RequestLimits | None = None,
+    ):
         self.predictor = predictor
         self.metrics = metrics
         self.prometheus_path = prometheus_path
+        self.limits = limits or RequestLimits()
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
@@ -161,12 +212,18 @@ class RestApp:
             match = ROUTE.match(path)
             if match is None:
                 raise ServingError(grpc.StatusCode.NOT_FOUND, f"Malformed request: {method} {path}")
-            payload = await self.route(match, method, receive)
+            payload = await self.route(match, method, scope, receive)
             await respond_json(send, 200, payload)
         except ServingError as error:
-            await respond_json(send, error.http_status, {"error": error.message})
+            headers = []
+            if error.retry_after is not None:
+                headers.append((b"retry-after", str(error.retry_after).encode()))
+            await respond_json(send, error.http_status, {"error": error.message}, headers)
+        except Exception:  # a bug, not the client's fault: no internals in the answer
+            log.exception("REST %s %s failed", method, path)
+            await respond_json(send, 500, {"error": "Internal error"})
 
-    async def route(self, match: re.Match, method: str, receive) -> dict[str, Any]:
+    async def route(self, match: re.Match, method: str, scope, receive) -> dict[str, Any]:
         name = match["name"]
         version = int(match["version"]) if match["version"] else None
         label = match["label"]
@@ -191,16 +248,20 @@ class RestApp:
                 "metadata": {SIGNATURE_DEF_FIELD: message_json(signature_map)},
             }
         if action == ":predict" and method == "POST":
-            body = await read_json(receive)
+            body = await read_json(scope, receive, self.limits.max_request_bytes)
             signature_name = body.get("signature_name") or SIGNATURE_NAME
             if not isinstance(signature_name, str):
                 raise invalid("'signature_name' must be a string")
-            signature = signature_of(manager.resolve(name, version, label), signature_name)
-            inputs, rows = parse_predict_body(body, signature)
             result = await self.predictor.predict(
-                name, version, label, signature_name, inputs, [], "rest"
+                name,
+                version,
+                label,
+                signature_name,
+                lambda signature: parse_predict_body(body, signature, self.limits.max_rows),
+                [],
+                "rest",
             )
-            return predictions_json(result.outputs, rows)
+            return predictions_json(result.outputs, "instances" in body)
         if action in (":classify", ":regress") and method == "POST":
             raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"{action[1:]} is not supported")
         raise ServingError(grpc.StatusCode.NOT_FOUND, f"Malformed request: {method} {match[0]}")
@@ -212,32 +273,47 @@ def message_json(message) -> dict[str, Any]:
     )
 
 
-async def read_json(receive) -> dict[str, Any]:
+async def read_json(scope, receive, max_bytes: int) -> dict[str, Any]:
+    """The body as a JSON object; refused (413) as soon as it is known to be too large."""
+    too_big = too_large(f"request body larger than {max_bytes} bytes")
+    for key, value in scope.get("headers", []):
+        if key == b"content-length" and value.isdigit() and int(value) > max_bytes:
+            raise too_big
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise invalid(f"request body larger than {MAX_BODY_BYTES} bytes")
+        if size > max_bytes:
+            raise too_big
         chunks.append(chunk)
         if not message.get("more_body"):
             break
     try:
         body = json.loads(b"".join(chunks))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except RecursionError:
+        raise invalid("JSON Parse error: the body is nested too deeply") from None
+    except ValueError as exc:  # also UnicodeDecodeError: the body is not UTF-8
         raise invalid(f"JSON Parse error: {exc}") from None
     if not isinstance(body, dict):
         raise invalid("JSON Value: the request body must be a JSON object")
     return body
 
 
-async def respond_json(send, status: int, payload: dict[str, Any]) -> None:
-    await respond(send, status, json.dumps(payload).encode(), b"application/json")
+async def respond_json(
+    send, status: int, payload: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await respond(send, status, json.dumps(payload).encode(), b"application/json", headers)
 
 
-async def respond(send, status: int, body: bytes, content_type: bytes) -> None:
+async def respond(
+    send,
+    status: int,
+    body: bytes,
+    content_type: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -245,6 +321,7 @@ async def respond(send, status: int, body: bytes, content_type: bytes) -> None:
             "headers": [
                 (b"content-type", content_type),
                 (b"content-length", str(len(body)).encode()),
+                *(headers or []),
             ],
         }
     )

@@ -25,7 +25,9 @@ from service.model_server.config import (
     load_model_config,
     single_model_config,
 )
-from service.model_server.grpc_api import ModelService, PredictionService
+from service.model_server.control import ReloadPolicy
+from service.model_server.grpc_api import MalformedRequests, ModelService, PredictionService
+from service.model_server.limits import InflightLimit
 from service.model_server.manager import ModelManager
 from service.model_server.metrics import ServerMetrics
 from service.model_server.predict import DataPlane
@@ -33,7 +35,8 @@ from service.model_server.rest_api import RestApp
 
 log = logging.getLogger("housing.model_server")
 SERVICES = ("tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
-GRPC_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+# Answers are one float per row, so bounded by the row limit; this only has to exceed that.
+GRPC_MAX_SEND_BYTES = 256 * 1024 * 1024
 
 
 def initial_config(options: ServerOptions):
@@ -42,6 +45,16 @@ def initial_config(options: ServerOptions):
     if options.model_name and options.model_base_path is not None:
         return single_model_config(options.model_name, options.model_base_path), Path.cwd()
     raise ConfigError("give --model_config_file, or --model_name with --model_base_path")
+
+
+def repository_root(options: ServerOptions) -> Path | None:
+    """The folder a reloaded config's base paths must stay in: the config file's folder,
+    or in single-model mode the folder holding the model's folder."""
+    if options.model_config_file is not None:
+        return options.model_config_file.parent.resolve()
+    if options.model_base_path is not None:
+        return options.model_base_path.resolve().parent
+    return None
 
 
 class QuietUvicorn:
@@ -106,21 +119,28 @@ async def serve(options: ServerOptions) -> None:
     workers = options.batching.num_batch_threads if options.batching else (os.cpu_count() or 2)
     executor = ThreadPoolExecutor(max_workers=max(workers, 2), thread_name_prefix="model")
     manager = ModelManager(metrics, executor, options.batching)
+    manager.repository_root = repository_root(options)
     await manager.apply_config(config, config_dir)
-    predictor = DataPlane(manager, metrics)
+    limits = options.limits
+    predictor = DataPlane(manager, metrics, InflightLimit(limits.max_concurrent_predicts))
 
     server = grpc.aio.server(
+        interceptors=[MalformedRequests()],
         options=[
-            ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", GRPC_MAX_MESSAGE_BYTES),
+            # Explicit: a larger message is refused (RESOURCE_EXHAUSTED) before it is buffered.
+            ("grpc.max_receive_message_length", limits.max_request_bytes),
+            ("grpc.max_send_message_length", GRPC_MAX_SEND_BYTES),
             ("grpc.so_reuseport", 0),
-        ]
+        ],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(predictor), server
+        PredictionService(predictor, limits.max_rows), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        ModelService(manager, config_dir), server
+        ModelService(
+            manager, config_dir, ReloadPolicy(options.reload_config, options.reload_secret)
+        ),
+        server,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -135,7 +155,7 @@ async def serve(options: ServerOptions) -> None:
     rest = rest_task = None
     if options.rest_api_port:
         rest = QuietUvicorn.make(
-            RestApp(predictor, metrics, options.prometheus_path),
+            RestApp(predictor, metrics, options.prometheus_path, limits),
             options.host,
             options.rest_api_port,
         )

@@ -2,17 +2,22 @@
 
 Handles both encodings clients use: packed ``tensor_content`` (what ``tf.make_tensor_proto``
 writes for arrays) and the typed ``*_val`` fields, including TF's one-value broadcast.
-Responses use the typed fields, as TF Serving does.
+Requests are checked against the signature and the server's limits before anything is
+allocated: a 17-byte request must not make the server fill 200 MB. Responses use the
+typed fields, as TF Serving does.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
 
-from service.model_server.errors import invalid
+from service.model_server.errors import ServingError, invalid, too_large
+from service.model_server.limits import check_rows
 
 NUMPY_DTYPES: dict[int, np.dtype] = {
     types_pb2.DT_FLOAT: np.dtype(np.float32),
@@ -40,13 +45,64 @@ VALUE_FIELDS: dict[int, str] = {
 
 def dtype_name(dtype: int) -> str:
     """TF's short name (``float``, ``double``, ``string``), as in TF Serving's messages."""
-    return types_pb2.DataType.Name(dtype).removeprefix("DT_").lower()
+    try:
+        return types_pb2.DataType.Name(dtype).removeprefix("DT_").lower()
+    except ValueError:  # proto3 enums keep unknown numbers
+        return f"unknown dtype {dtype}"
 
 
-def to_numpy(name: str, proto: tensor_pb2.TensorProto) -> np.ndarray:
-    """Decode one input; strings become an object array of ``bytes``."""
+def parse_error(name: str, detail: str) -> ServingError:
+    """TF Serving's wording for a TensorProto it cannot parse, with the reason."""
+    return invalid(f"tensor parsing error: {name} ({detail})")
+
+
+def declared_shape(name: str, proto: tensor_pb2.TensorProto) -> tuple[int, ...]:
+    if proto.tensor_shape.unknown_rank:
+        raise parse_error(name, "a request tensor must have a known shape")
     shape = tuple(dim.size for dim in proto.tensor_shape.dim)
+    if any(size < 0 for size in shape):
+        raise parse_error(name, f"shape {list(shape)} has negative dimensions")
+    return shape
+
+
+def element_limit(
+    name: str, shape: tuple[int, ...], info: meta_graph_pb2.TensorInfo, max_rows: int
+) -> int:
+    """Check a declared shape against the signature and the row limit, before decoding.
+
+    Returns the most elements the input may decode to: ``max_rows`` rows of the
+    signature's fixed row shape (unknown dimensions count as 1, so a single broadcast
+    value can never be inflated beyond the row limit).
+    """
+    width = 1
+    if not info.tensor_shape.unknown_rank:
+        dims = [d.size for d in info.tensor_shape.dim]
+        if len(shape) != len(dims) or any(
+            want not in (-1, got) for want, got in zip(dims, shape, strict=True)
+        ):
+            raise invalid(
+                f"input '{name}' has shape {list(shape)} but the signature expects "
+                f"{dims} (-1: any size)"
+            )
+        width = math.prod(d for d in dims[1:] if d > 0)
+    check_rows(name, shape[0] if shape else 1, max_rows)
+    return max_rows * width
+
+
+def to_numpy(
+    name: str, proto: tensor_pb2.TensorProto, max_elements: int | None = None
+) -> np.ndarray:
+    """Decode one input; strings become an object array of ``bytes``.
+
+    ``max_elements`` bounds what the declared shape may allocate (see ``element_limit``).
+    """
+    shape = declared_shape(name, proto)
     count = math.prod(shape)
+    if max_elements is not None and count > max_elements:
+        raise too_large(
+            f"input '{name}': shape {list(shape)} is larger than the limit of {max_elements} "
+            "elements"
+        )
     dtype = proto.dtype
     if dtype == types_pb2.DT_STRING:
         values: object = list(proto.string_val)
@@ -63,12 +119,73 @@ def to_numpy(name: str, proto: tensor_pb2.TensorProto) -> np.ndarray:
         else:
             array = np.asarray(getattr(proto, VALUE_FIELDS[dtype]), dtype=np_dtype)
     else:
-        raise invalid(f"input '{name}': unsupported dtype {types_pb2.DataType.Name(dtype)}")
+        raise invalid(f"input '{name}': unsupported dtype {dtype_name(dtype)}")
     if array.size == count:
         return array.reshape(shape)
     if array.size == 1 and count > 0:
         return np.full(shape, array[0], dtype=array.dtype)
     raise invalid(f"input '{name}': {array.size} values do not fill shape {list(shape)}")
+
+
+def decode_inputs(
+    protos: Mapping[str, tensor_pb2.TensorProto],
+    signature: meta_graph_pb2.SignatureDef,
+    max_rows: int,
+) -> dict[str, np.ndarray]:
+    """A Predict request's tensors as checked columns, each shape checked before decoding.
+
+    Names the signature does not have are not decoded: the request fails on its names.
+    """
+    columns: dict[str, np.ndarray] = {}
+    for name, proto in protos.items():
+        if name not in signature.inputs:
+            columns[name] = NOT_DECODED
+            continue
+        info = signature.inputs[name]
+        limit = element_limit(name, declared_shape(name, proto), info, max_rows)
+        columns[name] = checked_values(name, to_numpy(name, proto, limit), info.dtype)
+    return columns
+
+
+NOT_DECODED = np.empty(0, dtype=object)
+
+
+def checked_values(name: str, values: np.ndarray, dtype: int) -> np.ndarray:
+    """Values a model can take: numbers cast to the signature's dtype without overflow,
+    floats finite or NaN (NaN means missing), strings UTF-8 text.
+
+    A kind mismatch (string for a number) is left for the signature check to report.
+    """
+    wanted = NUMPY_DTYPES.get(dtype)
+    if wanted is None or dtype == types_pb2.DT_BOOL:
+        if dtype == types_pb2.DT_STRING and values.dtype == object:
+            for value in values.ravel():
+                try:
+                    value.decode()
+                except UnicodeDecodeError:
+                    raise invalid(f"input '{name}': {value[:40]!r} is not UTF-8 text") from None
+        return values
+    if values.dtype == object or values.dtype.kind not in "biuf":
+        return values
+    if wanted.kind in "iu" and values.dtype.kind == "f":
+        return values  # reported by the signature check as a dtype mismatch
+    if wanted.kind in "iu" and values.size:
+        info = np.iinfo(wanted)
+        low, high = values.min(), values.max()
+        if low < info.min or high > info.max:
+            bad = low if low < info.min else high
+            raise invalid(f"input '{name}': {bad} is out of range for {wanted.name}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = values.astype(wanted, copy=False)
+    if cast.dtype.kind == "f":
+        infinite = np.isinf(cast)
+        if infinite.any():
+            bad = values[infinite].ravel()[0]
+            raise invalid(
+                f"input '{name}': {bad} is not a finite {wanted.name} "
+                "(NaN means missing; infinities and out-of-range numbers are refused)"
+            )
+    return cast
 
 
 def from_numpy(array: np.ndarray, dtype: int) -> tensor_pb2.TensorProto:

@@ -1,28 +1,36 @@
-"""Background drift monitor: recent prediction-log window vs the served version's reference.
+"""The gateway's drift monitor: windows of the prediction log vs the served version's reference.
 
 Use from the gateway::
 
-    monitor = DriftMonitor(MonitorSettings(log_path=...), registry)   # registry: CollectorRegistry
-    monitor.start()          # runs now, then every ``interval_seconds`` (0: on demand only)
-    monitor.run_once()       # on demand; returns the drift.json dict or raises MonitorError
-    monitor.latest, monitor.latest_html, monitor.last_error
+    monitor = DriftMonitor(MonitorSettings(log_path=..., models=[...]), registry)
+    monitor.start()     # gauges published now; a run every ``interval_seconds`` (0: none)
+    monitor.run_once(model, since=..., until=...)   # on demand; the drift.json dict
+    monitor.latest(model), monitor.history.listing(model, 20)
     monitor.stop()
 
-The current window is the last ``window_seconds`` of ``settings.model``'s logged
-predictions (at most ``max_rows``, newest kept). Its rows carry the model version that
-served them: the monitor compares the rows of the most recent version with that version's
-``reference.parquet`` (a model retrained on other data gets its own reference).
-An Evidently run takes a few seconds of CPU in a background thread; keep the interval in
-minutes on a busy gateway.
+What a report compares is explicit and written into it (``window``): the rows of one
+model logged in [since, until) (default: the last ``window_seconds``), at most the newest
+``max_rows`` (``truncated`` says when more were there), served by the model's default
+version (``ModelRepository.default_version``: the ``stable`` label, else the highest served
+version), against that version's ``reference.parquet``; rows other versions served (a
+canary) are left out and counted.
+
+Every model in ``models`` is watched. Several gateway workers share one monitor: the worker
+holding ``leader.lock`` in the history folder runs the schedule (another takes over when it
+dies), and a run, scheduled or on demand from any worker, holds ``run.lock``, so two never
+overlap; a second request while one runs gets :class:`MonitorBusy`. Reports are files
+(:class:`ReportHistory`), so every worker serves the same latest report and history.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +38,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.contract import FEATURES, SKLEARN_MODEL
+from core.contract import FEATURES, KERAS_MODEL, SKLEARN_MODEL
 from core.paths import REPO_ROOT
 from service.monitoring.drift import (
     COLUMN_P_VALUE,
@@ -39,11 +47,16 @@ from service.monitoring.drift import (
     DriftInputError,
     DriftResult,
 )
+from service.monitoring.history import ReportHistory
+from service.monitoring.locks import FileLock
 
 log = logging.getLogger(__name__)
 
+HISTORY_DIR_NAME = "drift-reports"
+OUTCOMES = ("ok", "skipped", "busy", "error")
 
-def _default_models_dir() -> Path:
+
+def default_models_dir() -> Path:
     return Path(os.environ.get("HOUSING_MODELS_DIR", REPO_ROOT / "models"))
 
 
@@ -56,80 +69,122 @@ class MonitorSettings(BaseSettings):
 
     log_path: Path = Path("predictions.sqlite")
     """The prediction log (SQLite) the gateway writes."""
-    models_dir: Path = Field(default_factory=_default_models_dir)
+    models_dir: Path = Field(default_factory=default_models_dir)
     """Model repository holding ``<model>/<version>/reference.parquet``."""
-    model: str = SKLEARN_MODEL
-    """Which model's traffic to watch."""
+    models: list[str] = Field(default_factory=lambda: [SKLEARN_MODEL, KERAS_MODEL], min_length=1)
+    """Every model whose traffic is watched (the gateway passes its routed models)."""
     window_seconds: float = Field(default=3600.0, gt=0)
-    """How far back the current window reaches."""
+    """A scheduled report compares the last this many seconds of traffic."""
     max_rows: int = Field(default=5000, gt=0)
-    """At most this many of the newest predictions in the window."""
+    """At most this many of the newest predictions in a window."""
     min_rows: int = Field(default=200, ge=30)
     """Fewer rows than this in the window: no report (too little evidence)."""
     interval_seconds: float = Field(default=300.0, ge=0)
     """Seconds between scheduled runs; 0 runs on demand only."""
+    history_dir: Path | None = None
+    """Where reports are kept (default: ``drift-reports/`` next to the prediction log)."""
+    history_keep: int = Field(default=500, ge=1)
+    """Reports kept per model (the oldest are deleted)."""
+    labels_path: Path | None = None
+    """Delayed ground truth (CSV/Parquet: request_id, median_house_value[, instance]): when
+    set, each scheduled round also publishes the live RMSE per model version."""
     column_p_value: float = Field(default=COLUMN_P_VALUE, gt=0, lt=1)
     """A column drifts when its test's p-value is below this."""
     drift_share: float = Field(default=DATASET_DRIFT_SHARE, gt=0, le=1)
     """The dataset drifts when at least this share of the 9 columns drift."""
+
+    def history_root(self) -> Path:
+        return self.history_dir or self.log_path.parent / HISTORY_DIR_NAME
 
 
 class MonitorError(RuntimeError):
     """No report could be made now (no traffic, too few rows, no reference)."""
 
 
+class MonitorBusy(MonitorError):
+    """Another drift run (in this or another gateway worker) is in progress."""
+
+
 class DriftMetrics:
-    """The drift gauges, registered once into a given registry (shareable by monitors)."""
+    """The drift gauges, registered once into a given registry (shareable by monitors).
+
+    With several gateway workers (prometheus multiprocess mode) a gauge shows the value
+    most recently set by a live worker: the one that ran the latest report.
+    """
 
     def __init__(self, registry: CollectorRegistry):
-        self.dataset_drift = Gauge(
+        def gauge(name: str, doc: str, labels: list[str]) -> Gauge:
+            return Gauge(name, doc, labels, registry=registry, multiprocess_mode="livemostrecent")
+
+        self.dataset_drift = gauge(
             "housing_drift_dataset_drift",
-            "1 when the latest drift run flagged dataset drift, else 0",
+            "1 when the latest drift run flagged dataset drift, 0 when not, NaN before one",
             ["model"],
-            registry=registry,
         )
-        self.share = Gauge(
+        self.share = gauge(
             "housing_drift_share",
             "Share of the 9 feature columns flagged as drifted in the latest run",
             ["model"],
-            registry=registry,
         )
-        self.feature_score = Gauge(
+        self.feature_score = gauge(
             "housing_drift_feature_score",
             "Per-feature drift test p-value in the latest run (low means drift)",
             ["model", "feature"],
-            registry=registry,
         )
-        self.feature_drift = Gauge(
+        self.feature_drift = gauge(
             "housing_drift_feature_drift",
             "1 when the feature drifted in the latest run, else 0",
             ["model", "feature"],
-            registry=registry,
         )
-        self.window_rows = Gauge(
+        self.window_rows = gauge(
             "housing_drift_window_rows",
             "Rows of current traffic compared in the latest run",
             ["model"],
-            registry=registry,
         )
-        self.version = Gauge(
+        self.window_seconds = gauge(
+            "housing_drift_window_seconds",
+            "Length of the time window the latest run compared",
+            ["model"],
+        )
+        self.version = gauge(
             "housing_drift_model_version",
             "Model version whose reference the latest run used",
             ["model"],
-            registry=registry,
         )
-        self.last_run = Gauge(
+        self.last_run = gauge(
             "housing_drift_last_run_timestamp_seconds",
             "Unix time of the latest successful drift run",
             ["model"],
-            registry=registry,
+        )
+        self.live_rmse = gauge(
+            "housing_live_rmse_usd",
+            "RMSE of logged predictions that have a delayed label, by served version",
+            ["model", "version"],
+        )
+        self.live_labelled = gauge(
+            "housing_live_labelled_predictions",
+            "Logged predictions joined to a delayed label, by served version",
+            ["model", "version"],
         )
         self.runs = Counter(
             "housing_drift_runs",
-            "Drift runs by outcome (ok, skipped: too little data or no reference, error)",
+            "Drift runs by outcome (ok; skipped: too little data or no reference; busy: "
+            "another run was in progress; error)",
             ["model", "outcome"],
             registry=registry,
         )
+
+    def publish_empty(self, model: str) -> None:
+        """Every series exists from start-up: NaN until a first report, counters at 0."""
+        nan = math.nan
+        for g in (self.dataset_drift, self.share, self.version, self.window_seconds):
+            g.labels(model).set(nan)
+        self.window_rows.labels(model).set(0)
+        for feature in FEATURES:
+            self.feature_score.labels(model, feature).set(nan)
+            self.feature_drift.labels(model, feature).set(nan)
+        for outcome in OUTCOMES:
+            self.runs.labels(model, outcome)
 
     def record(self, model: str, summary: dict[str, Any], when: float) -> None:
         self.dataset_drift.labels(model).set(1 if summary["dataset_drift"] else 0)
@@ -138,13 +193,19 @@ class DriftMetrics:
             column = summary["columns"][feature]
             self.feature_score.labels(model, feature).set(column["score"])
             self.feature_drift.labels(model, feature).set(1 if column["drift_detected"] else 0)
-        self.window_rows.labels(model).set(summary["current"]["rows"])
-        self.version.labels(model).set(summary["monitor"]["version"])
+        window = summary["window"]
+        self.window_rows.labels(model).set(window["rows_compared"])
+        self.window_seconds.labels(model).set(window["until"] - window["since"])
+        self.version.labels(model).set(window["version"])
         self.last_run.labels(model).set(when)
 
 
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
 class DriftMonitor:
-    """Runs drift reports on a schedule and on demand; keeps the latest JSON and HTML."""
+    """Runs drift reports on a schedule and on demand, for every watched model."""
 
     def __init__(
         self,
@@ -165,18 +226,31 @@ class DriftMonitor:
             drift_share=settings.drift_share,
             min_rows=settings.min_rows,
         )
-        self.latest: dict[str, Any] | None = None
-        self.latest_html: str | None = None
-        self.last_error: str | None = None
-        self._run_lock = threading.Lock()
+        root = settings.history_root()
+        self.history = ReportHistory(root, settings.history_keep)
+        self.leader = FileLock(root / "leader.lock")
+        self.last_error: dict[str, str | None] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._references: dict[int, Any] = {}
+        self._references: dict[tuple[str, int], Any] = {}
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.settings.models)
 
     # ---- lifecycle ---------------------------------------------------------------------
 
+    def publish(self) -> None:
+        """Gauges for every model: the latest kept report's values, else NaN."""
+        for model in self.models:
+            self.metrics.publish_empty(model)
+            latest = self.history.latest(model)
+            if latest is not None and "window" in latest[1]:
+                self.metrics.record(model, latest[1], latest[1]["window"]["ran_at"])
+
     def start(self) -> None:
-        """Start the schedule (no-op when ``interval_seconds`` is 0 or already started)."""
+        """Publish the gauges; start the schedule (unless ``interval_seconds`` is 0)."""
+        self.publish()
         if self.settings.interval_seconds <= 0 or self._thread is not None:
             return
         self._stop.clear()
@@ -189,114 +263,176 @@ class DriftMonitor:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self.leader.release()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            try:
-                self.run_once()
-            except MonitorError:
-                pass  # recorded in last_error and the runs counter
-            except Exception:
-                log.exception("drift run failed")
+            if self.leader.try_acquire():
+                self.run_all()
             self._stop.wait(self.settings.interval_seconds)
+
+    def run_all(self) -> dict[str, Any]:
+        """One scheduled round: every model's report, or why there is none; then the live
+        RMSE when labels are configured."""
+        out: dict[str, Any] = {}
+        for model in self.models:
+            try:
+                out[model] = self.run_once(model)
+            except MonitorError as exc:
+                out[model] = str(exc)  # recorded in last_error and the runs counter
+            except Exception as exc:
+                log.exception("drift run for %s failed", model)
+                out[model] = str(exc)
+        if self.settings.labels_path is not None:
+            try:
+                self.publish_live_rmse()
+            except Exception:
+                log.exception("live RMSE from %s failed", self.settings.labels_path)
+        return out
+
+    def publish_live_rmse(self) -> list[dict[str, Any]]:
+        """Join the labels to the log; set the live RMSE gauges; return the per-version rows."""
+        from service.monitoring.performance import join, read_labels, version_errors
+        from service.prediction_log import read_window
+
+        labels_path, log_path = self.settings.labels_path, self.settings.log_path
+        if labels_path is None or not labels_path.is_file() or not log_path.is_file():
+            return []
+        rows = version_errors(join(read_window(log_path), read_labels(labels_path)))
+        for row in rows:
+            if row["model"] in self.models:
+                version = "" if row["version"] is None else str(row["version"])
+                self.metrics.live_rmse.labels(row["model"], version).set(row["rmse"])
+                self.metrics.live_labelled.labels(row["model"], version).set(row["rows"])
+        return rows
 
     # ---- one run -----------------------------------------------------------------------
 
-    def run_once(self) -> dict[str, Any]:
-        """Compare the current window with its reference now; returns the drift.json dict."""
-        model = self.settings.model
-        with self._run_lock:
-            try:
-                result = self._compare()
-            except (MonitorError, DriftInputError) as exc:
-                self.last_error = str(exc)
-                self.metrics.runs.labels(model, "skipped").inc()
-                raise MonitorError(str(exc)) from exc
-            except Exception as exc:
-                self.last_error = f"drift run failed: {exc}"
-                self.metrics.runs.labels(model, "error").inc()
-                raise
+    def run_once(
+        self, model: str | None = None, since: float | None = None, until: float | None = None
+    ) -> dict[str, Any]:
+        """Compare ``model``'s traffic in [since, until) (default: the last window_seconds)
+        with its served version's reference now; returns the drift.json dict."""
+        model = model or self.models[0]
+        if model not in self.models:
+            raise MonitorError(f"model {model!r} is not watched; models: {', '.join(self.models)}")
+        run_lock = FileLock(self.history.root / "run.lock")
+        if not run_lock.try_acquire():
+            self.metrics.runs.labels(model, "busy").inc()
+            raise MonitorBusy("a drift run is in progress; try again when it has finished")
+        try:
             now = self.clock()
-            self.latest = result.summary
-            self.latest_html = result.html()
-            self.last_error = None
-            self.metrics.record(model, result.summary, now)
-            self.metrics.runs.labels(model, "ok").inc()
-            return result.summary
+            until = now if until is None else until
+            since = until - self.settings.window_seconds if since is None else since
+            if not since < until:
+                raise MonitorError(f"empty window: since ({since}) must be before until ({until})")
+            result = self._compare(model, since, until, now)
+            self.history.save(model, result, now)
+        except (MonitorError, DriftInputError) as exc:
+            self.last_error[model] = str(exc)
+            self.metrics.runs.labels(model, "skipped").inc()
+            raise MonitorError(str(exc)) from exc
+        except Exception as exc:
+            self.last_error[model] = f"drift run failed: {exc}"
+            self.metrics.runs.labels(model, "error").inc()
+            raise
+        finally:
+            run_lock.release()
+        self.last_error[model] = None
+        self.metrics.record(model, result.summary, now)
+        self.metrics.runs.labels(model, "ok").inc()
+        return result.summary
 
-    def _compare(self) -> DriftResult:
+    def _compare(self, model: str, since: float, until: float, now: float) -> DriftResult:
         from service.monitoring.drift import compare
         from service.prediction_log import read_window
 
         s = self.settings
-        until = self.clock()
-        since = until - s.window_seconds
+        span = f"{_iso(since)} to {_iso(until)}"
         if not s.log_path.exists():
             raise MonitorError(f"no prediction log at {s.log_path} yet")
-        window = read_window(s.log_path, since=since, until=until, model=s.model, limit=s.max_rows)
-        if window.empty:
-            raise MonitorError(
-                f"no predictions of model {s.model} in the last {s.window_seconds:g} s"
-            )
-        version = self._served_version(window)
-        if window["version"].notna().any():
-            window = window[window["version"] == version]
+        rows = read_window(s.log_path, since=since, until=until, model=model, limit=s.max_rows + 1)
+        truncated = len(rows) > s.max_rows
+        rows = rows.iloc[1:] if truncated else rows  # newest max_rows kept (oldest first)
+        if rows.empty:
+            raise MonitorError(f"no predictions of model {model} from {span}")
+        version = self._default_version(model)
+        logged_versions = rows["version"].notna()
+        window = rows[rows["version"] == version] if logged_versions.any() else rows
         if len(window) < s.min_rows:
             raise MonitorError(
-                f"only {len(window)} predictions of {s.model} version {version} in the last "
-                f"{s.window_seconds:g} s; a drift report needs at least {s.min_rows}"
+                f"only {len(window)} predictions of {model} version {version} from {span}; "
+                f"a drift report needs at least {s.min_rows}"
             )
-        reference = self._reference(version)
+        described = {
+            "model": model,
+            "version": version,
+            "since": since,
+            "until": until,
+            "since_iso": _iso(since),
+            "until_iso": _iso(until),
+            "max_rows": s.max_rows,
+            "truncated": truncated,
+            "rows_compared": int(len(window)),
+            "rows_other_versions": int(len(rows) - len(window)),
+            "first_row_ts": float(window["ts"].min()),
+            "last_row_ts": float(window["ts"].max()),
+            "ran_at": now,
+        }
         result = compare(
-            reference,
+            self._reference(model, version),
             window,
             self.config,
-            reference_info={"source": f"{s.model}:{version}", "model": s.model, "version": version},
-            current_info={
-                "source": f"log:{s.log_path}",
-                "since": float(window["ts"].min()),
-                "until": float(window["ts"].max()),
-            },
+            reference_info={"source": f"{model}:{version}", "model": model, "version": version},
+            current_info={"source": f"log:{s.log_path}", "since": since, "until": until},
         )
-        result.summary["monitor"] = {
-            "model": s.model,
-            "version": version,
-            "window_seconds": s.window_seconds,
-            "max_rows": s.max_rows,
-            "ran_at": until,
-        }
+        result.summary["window"] = described
         return result
 
-    def _served_version(self, window) -> int:
-        """The version that served the newest logged row (else the repository's latest)."""
-        versions = window["version"].dropna()
-        if not versions.empty:
-            return int(versions.iloc[-1])
-        from training.repository import ModelRepository
+    def _default_version(self, model: str) -> int:
+        """The version served when a request names none: its traffic and reference are
+        what the report compares."""
+        from training.repository import ModelRepository, RepositoryError
 
-        latest = ModelRepository(self.settings.models_dir).latest_version(self.settings.model)
-        if latest is None:
-            raise MonitorError(
-                f"no versions of {self.settings.model} in {self.settings.models_dir}"
-            )
-        return latest
+        try:
+            version = ModelRepository(self.settings.models_dir).default_version(model)
+        except RepositoryError as exc:
+            raise MonitorError(str(exc)) from exc
+        if version is None:
+            raise MonitorError(f"no served version of {model} in {self.settings.models_dir}")
+        return version
 
-    def _reference(self, version: int):
-        if version not in self._references:
+    def _reference(self, model: str, version: int):
+        key = (model, version)
+        if key not in self._references:
             from training.reference import REFERENCE_NAME, read_reference
 
-            version_dir = self.settings.models_dir / self.settings.model / str(version)
+            version_dir = self.settings.models_dir / model / str(version)
             if not (version_dir / REFERENCE_NAME).is_file():
                 raise MonitorError(f"no {REFERENCE_NAME} in {version_dir}")
-            self._references[version] = read_reference(version_dir)
-        return self._references[version]
+            self._references[key] = read_reference(version_dir)
+        return self._references[key]
 
-    def status(self) -> dict[str, Any]:
+    # ---- what the routes read ----------------------------------------------------------
+
+    def latest(self, model: str) -> dict[str, Any] | None:
+        found = self.history.latest(model)
+        return None if found is None else found[1]
+
+    def latest_html(self, model: str) -> str | None:
+        found = self.history.latest(model)
+        path = None if found is None else self.history.path(model, found[0], "html")
+        return None if path is None else path.read_text()
+
+    def status(self, model: str) -> dict[str, Any]:
         """What the routes say before the first report (or after a skipped run)."""
         return {
-            "model": self.settings.model,
-            "running": self._thread is not None,
+            "model": model,
+            "models": self.models,
+            "scheduled": self._thread is not None,
             "interval_seconds": self.settings.interval_seconds,
-            "last_error": self.last_error,
-            "has_report": self.latest is not None,
+            "window_seconds": self.settings.window_seconds,
+            "leader": self.leader.held,
+            "last_error": self.last_error.get(model),
+            "reports": len(self.history.ids(model)),
         }

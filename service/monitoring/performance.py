@@ -92,6 +92,26 @@ def evidently_errors(frame: pd.DataFrame) -> dict[str, float]:
     return values
 
 
+def _by_version(joined: pd.DataFrame) -> list[pd.DataFrame]:
+    version = joined["version"].fillna(-1).astype(int)
+    return [group for _, group in joined.assign(version=version).groupby(["model", "version"])]
+
+
+def version_errors(joined: pd.DataFrame) -> list[dict[str, Any]]:
+    """RMSE, MAE and bias per (model, version) of joined predictions (version None: unknown)."""
+    rows = []
+    for group in _by_version(joined):
+        version = int(group["version"].iloc[0])
+        rows.append(
+            {
+                "model": str(group["model"].iloc[0]),
+                "version": None if version < 0 else version,
+                **_errors(group),
+            }
+        )
+    return rows
+
+
 def performance(log: pd.DataFrame, labels: pd.DataFrame, window_seconds: float) -> dict[str, Any]:
     """RMSE/MAE by model version (Evidently + direct) and by fixed time window."""
     if window_seconds <= 0:
@@ -109,12 +129,8 @@ def performance(log: pd.DataFrame, labels: pd.DataFrame, window_seconds: float) 
     if joined.empty:
         return report
     joined = joined.assign(version=joined["version"].fillna(-1).astype(int))
-    for key, group in joined.groupby(["model", "version"], sort=True):
-        model, version = cast(tuple[str, int], key)
-        row: dict[str, Any] = {"model": model, "version": None if version < 0 else int(version)}
-        row |= _errors(group)
-        row["evidently"] = evidently_errors(group)
-        report["by_version"].append(row)
+    for row, group in zip(version_errors(joined), _by_version(joined), strict=True):
+        report["by_version"].append(row | {"evidently": evidently_errors(group)})
     start = (joined["ts"] // window_seconds) * window_seconds
     by_window = joined.assign(window=start).groupby(["model", "version", "window"], sort=True)
     for key, group in by_window:

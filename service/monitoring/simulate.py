@@ -73,9 +73,17 @@ def send(
     return codes
 
 
-def trigger_report(client: httpx.Client) -> dict[str, Any] | None:
-    """Ask the gateway's drift monitor for a report now (None when it has none to give)."""
-    response = client.post("/v1/monitoring/drift:run", timeout=120)
+def trigger_report(
+    client: httpx.Client, model: str | None = None, since: float | None = None
+) -> dict[str, Any] | None:
+    """Ask the gateway's drift monitor for a report now over the traffic since ``since``
+    (Unix seconds: the rows this run sent, not older traffic) for ``model``."""
+    params: dict[str, Any] = {}
+    if model:
+        params["model"] = model
+    if since is not None:
+        params["since"] = since
+    response = client.post("/v1/monitoring/drift:run", params=params, timeout=120)
     if response.status_code != 200:
         return {"status": response.status_code, "detail": response.json().get("detail")}
     return response.json()

@@ -5,10 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-import signal
-import subprocess
-import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +13,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from core.contract import FEATURES
-from core.paths import REPO_ROOT
-from tests.model_server import artifacts
+from core.contract import FEATURES, SKLEARN_MODEL
+from core.process import ManagedProcess, housing_argv
+from load_tests import models as test_models
+from load_tests import stack
 from training.repository import ModelRepository
 
 
@@ -28,26 +26,20 @@ def batch_models(tmp_path_factory: pytest.TempPathFactory, split: Any) -> tuple[
     LinearRegression on a 2,000-row sample."""
     root = tmp_path_factory.mktemp("batch_models")
     repo = ModelRepository(root)
-    model = artifacts.fit_sklearn(split.train)
-    version = artifacts.publish_sklearn(repo, model)
-    repo.set_label(artifacts.SKLEARN, "stable", version)
+    model = test_models.small_sklearn(split.train, trees=0)
+    version = test_models.publish_sklearn(repo, model)
+    repo.set_label(SKLEARN_MODEL, "stable", version)
     return root, model
 
 
 @pytest.fixture(scope="session")
 def model_server(
     batch_models: tuple[Path, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[artifacts.ServerProcess]:
+) -> Iterator[ManagedProcess]:
     root, _ = batch_models
     log = tmp_path_factory.mktemp("batch_server") / "server.log"
-    server = artifacts.ServerProcess(
-        [f"--model_config_file={root / 'models.config'}"], log, rest=False
-    )
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
+    with stack.model_server(root / "models.config", log, rest_port=0) as server:
+        yield stack.serving(server)
 
 
 @pytest.fixture(scope="session")
@@ -62,10 +54,6 @@ def expected(model: Any, frame: pd.DataFrame) -> Any:
     return model.predict(frame[list(FEATURES)].astype({"total_bedrooms": "float64"}))
 
 
-def housing_cli(*argv: str) -> list[str]:
-    return [sys.executable, "-m", "core.cli", *argv]
-
-
 def run_batch(*argv: str) -> tuple[int, dict | None, str]:
     """``housing batch-score ...`` in this process; (exit code, summary JSON, stderr)."""
     from core.cli import main
@@ -76,19 +64,8 @@ def run_batch(*argv: str) -> tuple[int, dict | None, str]:
     return code, json.loads(out.getvalue()) if code == 0 else None, err.getvalue()
 
 
-def start_batch(*argv: str) -> subprocess.Popen:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.Popen(
-        housing_cli("batch-score", "--no-progress", *argv),
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-
-
-def kill(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGKILL)
-    process.communicate(timeout=30)
+def start_batch(log_dir: Path, *argv: str) -> ManagedProcess:
+    """``housing batch-score ...`` as its own process (to be killed), output in ``log_dir``."""
+    log = log_dir / f"batch-{uuid.uuid4().hex[:6]}.log"
+    argv = housing_argv("batch-score", "--no-progress", *argv)
+    return ManagedProcess("batch-score", argv, log, env={"TF_CPP_MIN_LOG_LEVEL": "3"}).start()

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.paths import REPO_ROOT
-from tests.batch.conftest import expected, kill, run_batch, start_batch
-from tests.model_server import artifacts
+from core.process import free_port
+from load_tests import stack
+from tests.batch.conftest import expected, run_batch, start_batch
 
 
 def test_csv_to_parquet_keeps_order_count_ids_and_reports_bad_rows(
@@ -37,7 +34,7 @@ def test_csv_to_parquet_keeps_order_count_ids_and_reports_bad_rows(
         "--model",
         "housing_sklearn",
         "--target",
-        model_server.target,
+        model_server.address("grpc"),
         "--batch-size",
         "128",
         "--concurrency",
@@ -94,7 +91,7 @@ def test_jsonl_to_csv_with_a_label(
         "--label",
         "stable",
         "--target",
-        model_server.target,
+        model_server.address("grpc"),
         "--batch-size",
         "64",
     )
@@ -116,7 +113,7 @@ def test_bad_arguments_are_one_line_errors(model_server: Any, tmp_path: Path) ->
         "--model",
         "m",
         "--target",
-        model_server.target,
+        model_server.address("grpc"),
     )
     assert code == 2 and err.strip().splitlines()[-1].endswith("absent.csv: no such file")
     code, _, err = run_batch(
@@ -138,7 +135,7 @@ def test_unknown_model_fails_with_the_upstream_reason(
         "--model",
         "no_such_model",
         "--target",
-        model_server.target,
+        model_server.address("grpc"),
     )
     assert code == 2 and "NOT_FOUND" in err.strip().splitlines()[-1]
 
@@ -166,7 +163,7 @@ def test_resume_after_sigkill_scores_every_row_exactly_once(
         "--model",
         "housing_sklearn",
         "--target",
-        model_server.target,
+        model_server.address("grpc"),
         "--batch-size",
         "100",
         "--concurrency",
@@ -175,15 +172,15 @@ def test_resume_after_sigkill_scores_every_row_exactly_once(
         "house_id",
     ]
     checkpoint = Path(str(output) + ".parts") / "checkpoint.json"
-    process = start_batch(*argv)
+    process = start_batch(tmp_path, *argv)
     try:
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and process.poll() is None:
+        while time.monotonic() < deadline and process.alive():
             if checkpoint.exists() and len(json.loads(checkpoint.read_text())["completed"]) >= 20:
                 break
             time.sleep(0.05)
     finally:
-        kill(process)
+        process.kill()
     done_before = len(json.loads(checkpoint.read_text())["completed"])
     assert process.returncode == -9 and 20 <= done_before < 400, "the kill missed the run"
     assert not output.exists()
@@ -193,7 +190,7 @@ def test_resume_after_sigkill_scores_every_row_exactly_once(
         "--model",
         "housing_sklearn",
         "--target",
-        model_server.target,
+        model_server.address("grpc"),
         "--batch-size",
         "100",
     )
@@ -217,24 +214,9 @@ def test_unavailable_upstream_is_retried_until_the_server_comes_up(
     root, model = batch_models
     source, output = tmp_path / "h.csv", tmp_path / "o.parquet"
     houses.head(500).to_csv(source, index=False)
-    port = artifacts.free_port()
     # The server needs seconds to start: until it binds, every call is refused (UNAVAILABLE).
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "service.model_server",
-            "--host",
-            "127.0.0.1",
-            f"--port={port}",
-            "--rest_api_port=0",
-            f"--model_config_file={root / 'models.config'}",
-        ],
-        cwd=REPO_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
+    server = stack.model_server(root / "models.config", tmp_path / "server.log", rest_port=0)
+    server.start()
     try:
         code, summary, err = run_batch(
             "--input",
@@ -244,15 +226,14 @@ def test_unavailable_upstream_is_retried_until_the_server_comes_up(
             "--model",
             "housing_sklearn",
             "--target",
-            f"127.0.0.1:{port}",
+            server.address("grpc"),
             "--batch-size",
             "100",
             "--retries",
             "12",
         )
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
     assert code == 0, err
     assert summary["retries"] >= 1 and summary["rows"] == 500
     np.testing.assert_allclose(
@@ -278,6 +259,6 @@ def test_no_retries_means_unavailable_fails_in_one_line(
         "--retries",
         "0",
         "--target",
-        f"127.0.0.1:{artifacts.free_port()}",
+        f"127.0.0.1:{free_port()}",
     )
     assert code == 2 and "UNAVAILABLE" in err and err.count("\n") == 1

@@ -4,13 +4,8 @@ from both models through the gateway, then a clean stop on SIGINT (Ctrl-C)."""
 from __future__ import annotations
 
 import math
-import os
 import signal
 import socket
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +14,8 @@ import pytest
 
 from core.cli import main
 from core.contract import KERAS_MODEL, SKLEARN_MODEL
-from core.paths import REPO_ROOT
-from deploy.local.stack import PROMETHEUS_BINARY, port_in_use
+from core.process import ManagedProcess, ProcessFailed, free_port, housing_argv, port_in_use
+from deploy.local.services import PROMETHEUS_BINARY
 
 pytestmark = pytest.mark.slow
 
@@ -37,12 +32,6 @@ INSTANCE = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory: pytest.TempPathFactory, split) -> Path:
     """A repository with a small forest and a small SavedModel with the service signature."""
@@ -57,52 +46,26 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory, split) -> Path:
 
 
 class Launcher:
-    """``housing serve stack`` as a subprocess whose output is collected line by line."""
+    """``housing serve stack`` as a subprocess; its output is read back from its log file."""
 
-    def __init__(self, args: list[str]):
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "core.cli", "serve", "stack", *args],
-            cwd=REPO_ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
+    def __init__(self, args: list[str], log_path: Path):
+        argv = housing_argv("serve", "stack", *args)
+        self.process = ManagedProcess("housing serve stack", argv, log_path).start()
 
     @property
     def output(self) -> str:
-        return "\n".join(self.lines)
+        return self.process.log_text()
 
     def wait_for(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output:
-            if self.process.poll() is not None:
-                self.reader.join(5)
-                if text in self.output:
-                    return
-                pytest.fail(f"launcher exited ({self.process.returncode}):\n{self.output}")
-            if time.monotonic() > deadline:
+        try:
+            self.process.wait_ready(lambda: text in self.output, timeout)
+        except ProcessFailed:
+            if text not in self.output:
                 pytest.fail(f"no {text!r} within {timeout} s:\n{self.output}")
-            time.sleep(0.2)
 
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.reader.join(5)
-        return self.process.returncode
+    def stop(self) -> int | None:
+        """Ctrl-C: SIGINT to the launcher alone, which stops its services in order."""
+        return self.process.stop(grace=60, sig=signal.SIGINT, group=False)
 
 
 @pytest.fixture
@@ -134,7 +97,7 @@ def stack_args(models_dir: Path, logs_dir: Path, ports: dict[str, int]) -> list[
 
 @pytest.fixture
 def launcher(models_dir: Path, tmp_path: Path, ports: dict[str, int]) -> Iterator[Launcher]:
-    running = Launcher(stack_args(models_dir, tmp_path / "logs", ports))
+    running = Launcher(stack_args(models_dir, tmp_path / "logs", ports), tmp_path / "stack.log")
     try:
         yield running
     finally:

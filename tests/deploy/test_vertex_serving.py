@@ -4,60 +4,22 @@ GCS emulator process) installed into the repository, and a gateway routing only 
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from core.errors import UserError
-from deploy.local.stack import SERVICES, fetch_storage_uri, local_layout
+from deploy.local.models import fetch_storage_uri
+from deploy.local.services import SERVICES, local_layout
 from training.repository import ModelRepository
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gcp-storage-emulator"),
-            "start",
-            "--host=127.0.0.1",
-            f"--port={port}",
-            "--in-memory",
-            "--quiet",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert process.poll() is None and time.monotonic() < deadline, "emulator down"
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 @pytest.fixture
-def bucket(emulator: str, monkeypatch: pytest.MonkeyPatch):
+def bucket(storage_emulator: str, monkeypatch: pytest.MonkeyPatch):
     from google.cloud import storage
 
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", storage_emulator)
     client = storage.Client()
     name = f"bucket-{time.monotonic_ns()}"
     return client.create_bucket(name)
@@ -95,6 +57,15 @@ def test_storage_uri_errors(bucket, tmp_path: Path) -> None:
     bucket.blob("bare/model.joblib").upload_from_string(b"x")
     with pytest.raises(UserError, match="not a model version folder"):
         fetch_storage_uri(f"gs://{bucket.name}/bare", tmp_path)
+    # The manifest's model name becomes a folder: a path in it is refused, nothing written.
+    for name in ("../escaped", "/tmp/abs", ".."):
+        upload_version(bucket, "evil", {"model": name, "version": 1, "platform": "sklearn"})
+        with pytest.raises(UserError, match="invalid model name"):
+            fetch_storage_uri(f"gs://{bucket.name}/evil", tmp_path / "models")
+    assert not (tmp_path / "escaped").exists()
+    assert not (tmp_path / "models").exists() or not any(
+        p.name != ".models.config.lock" for p in (tmp_path / "models").iterdir()
+    )
 
 
 def test_gateway_routes_only_the_served_models(tmp_path: Path) -> None:

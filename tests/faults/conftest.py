@@ -19,6 +19,7 @@ import pytest
 from sklearn.pipeline import Pipeline
 
 from core.contract import KERAS_MODEL, SKLEARN_MODEL
+from core.process import ManagedProcess, http_ok
 from load_tests import models, stack
 from training.data import Split
 from training.repository import ModelRepository
@@ -62,7 +63,7 @@ def new_repo(root: Path, model: Pipeline, savedmodel: Path | None = None) -> Mod
 
 def start_model_server(
     repo: ModelRepository, logs: Path, grpc_port: int | None = None
-) -> stack.ManagedProcess:
+) -> ManagedProcess:
     monitoring = repo.root / "monitoring.config"
     monitoring.write_text(MONITORING)
     server = stack.model_server(
@@ -72,14 +73,14 @@ def start_model_server(
         poll_seconds=0.5,
         extra=["--monitoring_config_file", str(monitoring)],
     ).start()
-    rest = stack.base_url(server, "rest")
-    return server.wait_ready(stack.http_ok(f"{rest}/v1/models/{SKLEARN_MODEL}"), READY_TIMEOUT)
+    rest = server.url("rest")
+    return server.wait_ready(http_ok(f"{rest}/v1/models/{SKLEARN_MODEL}"), READY_TIMEOUT)
 
 
 def start_gateway(
-    server: stack.ManagedProcess, logs: Path, models_served: tuple[str, ...], **env: str
-) -> stack.ManagedProcess:
-    target = f"{stack.LOOPBACK}:{server.ports['grpc']}"
+    server: ManagedProcess, logs: Path, models_served: tuple[str, ...], **env: str
+) -> ManagedProcess:
+    target = server.address("grpc")
     settings = {
         "HOUSING_PREDICTION_LOG_PATH": str(logs / f"predictions-{uuid.uuid4().hex[:6]}.sqlite3"),
         "HOUSING_DEADLINE_SECONDS": "2",
@@ -91,7 +92,7 @@ def start_gateway(
         logs / f"gateway-{uuid.uuid4().hex[:6]}.log",
         env=settings,
     ).start()
-    return gateway.wait_ready(stack.http_ok(f"{stack.base_url(gateway)}/readyz"), READY_TIMEOUT)
+    return gateway.wait_ready(http_ok(f"{gateway.url()}/readyz"), READY_TIMEOUT)
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +108,7 @@ def shared_repo(
 
 
 @pytest.fixture(scope="session")
-def shared_server(shared_repo: ModelRepository, fault_logs: Path) -> Iterator[stack.ManagedProcess]:
+def shared_server(shared_repo: ModelRepository, fault_logs: Path) -> Iterator[ManagedProcess]:
     server = start_model_server(shared_repo, fault_logs)
     yield server
     server.stop()

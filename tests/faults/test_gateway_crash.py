@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.contract import SKLEARN_MODEL
-from load_tests import stack
+from core.process import ManagedProcess
 from service.prediction_log import PredictionLog
 
 from .conftest import ROW, Hammer, start_gateway
@@ -20,13 +20,13 @@ ROWS_PER_REQUEST = 3
 
 
 def test_sigkill_keeps_every_acknowledged_prediction(
-    shared_server: stack.ManagedProcess, fault_logs: Path, tmp_path: Path
+    shared_server: ManagedProcess, fault_logs: Path, tmp_path: Path
 ) -> None:
     log_path = tmp_path / "predictions.sqlite3"
     gateway = start_gateway(
         shared_server, fault_logs, (SKLEARN_MODEL,), HOUSING_PREDICTION_LOG_PATH=str(log_path)
     )
-    url = f"{stack.base_url(gateway)}/v1/models/{SKLEARN_MODEL}:predict"
+    url = f"{gateway.url()}/v1/models/{SKLEARN_MODEL}:predict"
     body = {"instances": [ROW] * ROWS_PER_REQUEST}
     try:
         with Hammer(url, threads=6, limit_seconds=60, body=body) as hammer:

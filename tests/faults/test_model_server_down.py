@@ -11,7 +11,7 @@ import pytest
 from sklearn.pipeline import Pipeline
 
 from core.contract import SKLEARN_MODEL
-from load_tests import stack
+from core.process import ManagedProcess
 
 from .conftest import Hammer, new_repo, start_gateway, start_model_server
 
@@ -41,9 +41,9 @@ def test_model_server_killed_then_restarted(
     gateway = start_gateway(
         server, fault_logs, (SKLEARN_MODEL,), HOUSING_DEADLINE_SECONDS=str(DEADLINE)
     )
-    restarted: stack.ManagedProcess | None = None
-    readyz = f"{stack.base_url(gateway)}/readyz"
-    url = f"{stack.base_url(gateway)}/v1/models/{SKLEARN_MODEL}:predict"
+    restarted: ManagedProcess | None = None
+    readyz = f"{gateway.url()}/readyz"
+    url = f"{gateway.url()}/v1/models/{SKLEARN_MODEL}:predict"
     try:
         with Hammer(url, threads=4, limit_seconds=150) as hammer:
             assert hammer.wait_for(lambda o: o.status == 200, 20, timeout=30)

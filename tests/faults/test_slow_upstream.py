@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from core.contract import SKLEARN_MODEL
+from core.process import LOOPBACK, http_ok
 from load_tests import stack
 
 from .conftest import READY_TIMEOUT, ROW, metric_value
@@ -48,17 +49,17 @@ def test_slow_upstream_times_out_at_deadline_and_recovers(fault_logs: Path) -> N
     upstream = SlowUpstream()
     server, port = serve(upstream)
     gateway = stack.gateway(
-        {SKLEARN_MODEL: f"{stack.LOOPBACK}:{port}"},
+        {SKLEARN_MODEL: f"{LOOPBACK}:{port}"},
         fault_logs / "gateway-slow.log",
         env={
             "HOUSING_DEADLINE_SECONDS": str(DEADLINE),
             "HOUSING_PREDICTION_LOG_PATH": str(fault_logs / "predictions-slow.sqlite3"),
         },
     ).start()
-    base = stack.base_url(gateway)
+    base = gateway.url()
     url = f"{base}/v1/models/{SKLEARN_MODEL}:predict"
     try:
-        gateway.wait_ready(stack.http_ok(f"{base}/readyz"), READY_TIMEOUT)
+        gateway.wait_ready(http_ok(f"{base}/readyz"), READY_TIMEOUT)
         warm = storm(url, 8)
         assert all(code == 200 for code, _ in warm), f"the fast warm-up failed: {warm}"
         upstream.delay = 10 * DEADLINE

@@ -13,7 +13,8 @@ import pytest
 from sklearn.pipeline import Pipeline
 
 from core.contract import KERAS_MODEL, SKLEARN_MODEL
-from load_tests import models, stack
+from core.process import ManagedProcess
+from load_tests import models
 from training.repository import ModelRepository
 
 from .conftest import ROW, Hammer, metric_value, start_gateway
@@ -22,29 +23,27 @@ pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture(scope="module")
-def gateway(
-    shared_server: stack.ManagedProcess, fault_logs: Path
-) -> Iterator[stack.ManagedProcess]:
+def gateway(shared_server: ManagedProcess, fault_logs: Path) -> Iterator[ManagedProcess]:
     proc = start_gateway(shared_server, fault_logs, (SKLEARN_MODEL, KERAS_MODEL))
     yield proc
     proc.stop()
 
 
-def predict_url(gateway: stack.ManagedProcess, model: str) -> str:
-    return f"{stack.base_url(gateway)}/v1/models/{model}:predict"
+def predict_url(gateway: ManagedProcess, model: str) -> str:
+    return f"{gateway.url()}/v1/models/{model}:predict"
 
 
-def serving_version(gateway: stack.ManagedProcess, model: str) -> int:
+def serving_version(gateway: ManagedProcess, model: str) -> int:
     response = httpx.post(predict_url(gateway, model), json={"instances": [ROW]}, timeout=10)
     assert response.status_code == 200, response.text
     return response.json()["model"]["version"]
 
 
-def wait_version_error(gateway: stack.ManagedProcess, model: str, version: int) -> str:
+def wait_version_error(gateway: ManagedProcess, model: str, version: int) -> str:
     """Poll the gateway's status API until ``version`` is reported with an error."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        info = httpx.get(f"{stack.base_url(gateway)}/v1/models/{model}", timeout=10).json()
+        info = httpx.get(f"{gateway.url()}/v1/models/{model}", timeout=10).json()
         for status in info.get("versions", []):
             if status["version"] == version and status.get("error"):
                 return status["error"]
@@ -53,7 +52,7 @@ def wait_version_error(gateway: stack.ManagedProcess, model: str, version: int) 
 
 
 def test_new_version_under_load_has_zero_failed_requests(
-    gateway: stack.ManagedProcess, shared_repo: ModelRepository, small_model: Pipeline
+    gateway: ManagedProcess, shared_repo: ModelRepository, small_model: Pipeline
 ) -> None:
     before = serving_version(gateway, SKLEARN_MODEL)
     with Hammer(predict_url(gateway, SKLEARN_MODEL), threads=4) as hammer:
@@ -75,20 +74,20 @@ def test_new_version_under_load_has_zero_failed_requests(
     ("model", "corrupt", "expected"),
     [
         (SKLEARN_MODEL, models.tamper_joblib, "sha-256"),
-        (KERAS_MODEL, models.truncated_savedmodel, ""),
+        (KERAS_MODEL, models.truncated_savedmodel, "sha-256"),
     ],
     ids=["tampered-joblib", "truncated-savedmodel"],
 )
 def test_corrupt_version_keeps_previous_serving(
-    gateway: stack.ManagedProcess,
-    shared_server: stack.ManagedProcess,
+    gateway: ManagedProcess,
+    shared_server: ManagedProcess,
     shared_repo: ModelRepository,
     model: str,
     corrupt,
     expected: str,
 ) -> None:
     serving = serving_version(gateway, model)
-    metrics_url = f"{stack.base_url(shared_server, 'rest')}/monitoring/prometheus/metrics"
+    metrics_url = f"{shared_server.url('rest')}/monitoring/prometheus/metrics"
     errors_before = metric_value(
         httpx.get(metrics_url).text,
         "model_server_version_loads_total",
@@ -112,5 +111,5 @@ def test_corrupt_version_keeps_previous_serving(
         outcome="error",
     )
     assert errors_after >= errors_before + 1
-    readyz = httpx.get(f"{stack.base_url(gateway)}/readyz")
+    readyz = httpx.get(f"{gateway.url()}/readyz")
     assert readyz.status_code == 200, readyz.text

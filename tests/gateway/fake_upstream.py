@@ -14,8 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorflow_serving.apis import (
+
+from core.tfserving_protos.tensorflow.core.framework import (
+    tensor_pb2,
+    tensor_shape_pb2,
+    types_pb2,
+)
+from core.tfserving_protos.tensorflow_serving.apis import (
     get_model_status_pb2,
     model_service_pb2_grpc,
     predict_pb2,

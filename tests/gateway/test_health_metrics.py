@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import grpc
+
+from service.prediction_log import connect
 
 from .conftest import INSTANCE
 from .fake_upstream import AVAILABLE, LOADING
@@ -14,7 +18,29 @@ async def test_ready_when_every_routed_model_is_available(client, behaviour):
     assert r.json() == {
         "ready": True,
         "models": {"housing_keras": "AVAILABLE", "housing_sklearn": "AVAILABLE"},
+        "warnings": [],
     }
+
+
+async def test_readyz_warns_while_the_prediction_log_cannot_write(make_client, behaviour, tmp_path):
+    path = tmp_path / "log.sqlite3"
+    async with make_client(prediction_log_path=str(path)) as client:
+        outsider = sqlite3.connect(str(path))
+        outsider.execute("DROP TABLE predictions")  # every write fails from now on
+        outsider.commit()
+        r = await client.post("/v1/predict", json={"instances": [INSTANCE] * 2})
+        assert r.status_code == 200  # predictions still answer
+        r = await client.get("/readyz")
+        assert r.status_code == 200  # the model can serve: still ready
+        [warning] = r.json()["warnings"]
+        assert "prediction log writes are failing" in warning and "2 records lost" in warning
+        assert str(tmp_path) not in warning  # no internals in an open endpoint
+        text = (await client.get("/metrics")).text
+        assert sample(text, "housing_gateway_prediction_log_failures_total") == 2
+        # the file is writable again: the next write succeeds and the warning goes
+        connect(path).close()
+        assert (await client.post("/v1/predict", json={"instances": [INSTANCE]})).status_code == 200
+        assert (await client.get("/readyz")).json()["warnings"] == []
 
 
 async def test_not_ready_while_a_model_is_loading(client, behaviour):
@@ -31,7 +57,10 @@ async def test_not_ready_when_a_model_is_missing_upstream(client, behaviour):
     del behaviour.models["housing_keras"]
     r = await client.get("/readyz")
     assert r.status_code == 503
-    assert "NOT_FOUND" in r.json()["models"]["housing_keras"]
+    assert (
+        r.json()["models"]["housing_keras"]
+        == "the model server does not serve that model or version"
+    )
 
 
 async def test_not_ready_when_the_upstream_fails(client, behaviour):

@@ -3,10 +3,6 @@ model server process, both on free loopback ports, with a real joblib model and 
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,9 +13,10 @@ import numpy as np
 import pytest
 
 from core.contract import FEATURES
-from core.paths import REPO_ROOT
+from core.process import ManagedProcess, http_ok
+from load_tests import models as test_models
+from load_tests import stack as launch
 from service.prediction_log import read_window
-from tests.model_server import artifacts
 from training.repository import ModelRepository
 
 KERAS_SCALE = 40_000.0
@@ -28,78 +25,32 @@ KERAS_SCALE = 40_000.0
 @dataclass
 class Stack:
     url: str
-    model_server: artifacts.ServerProcess
-    gateway: subprocess.Popen
+    model_server: ManagedProcess
+    gateway: ManagedProcess
     log_path: Path
     sklearn: object
-
-
-def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"gateway not ready:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, split) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("gw_int")
     repo = ModelRepository(root / "models")
-    sklearn = artifacts.fit_sklearn(split.train, seed=42)
-    assert artifacts.publish_sklearn(repo, sklearn) == 1
-    assert artifacts.publish_saved_model(repo, KERAS_SCALE) == 1
-    model_server = artifacts.ServerProcess(
-        [f"--model_config_file={repo.config_path}"], root / "model_server.log"
-    )
-    gateway = None
-    try:
-        model_server.wait_ready()
-        port = artifacts.free_port()
-        log_path = root / "predictions.sqlite3"
-        gateway_log = root / "gateway.log"
-        command = [
-            sys.executable,
-            "-m",
-            "core.cli",
-            "serve",
-            "gateway",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--upstream",
-            f"housing_sklearn={model_server.target}",
-            "--upstream",
-            f"housing_keras={model_server.target}",
-            "--prediction-log-path",
-            str(log_path),
-        ]
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "HOUSING_MODELS_DIR": str(repo.root)}
-        with gateway_log.open("w") as out:
-            gateway = subprocess.Popen(
-                command, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, env=env
-            )
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(url, gateway, gateway_log)
-        yield Stack(url, model_server, gateway, log_path, sklearn)
-    finally:
-        if gateway is not None and gateway.poll() is None:
-            gateway.send_signal(signal.SIGTERM)
-            try:
-                gateway.wait(30)
-            except subprocess.TimeoutExpired:
-                gateway.kill()
-                gateway.wait()
-        model_server.stop()
+    sklearn = test_models.small_sklearn(split.train, trees=0, seed=42)
+    assert test_models.publish_sklearn(repo, sklearn) == 1
+    assert test_models.publish_tiny_savedmodel(repo, KERAS_SCALE) == 1
+    log_path = root / "predictions.sqlite3"
+    with launch.model_server(repo.config_path, root / "model_server.log") as model_server:
+        launch.serving(model_server)
+        target = model_server.address("grpc")
+        gateway = launch.gateway(
+            {"housing_sklearn": target, "housing_keras": target},
+            root / "gateway.log",
+            env={"TF_CPP_MIN_LOG_LEVEL": "2", "HOUSING_MODELS_DIR": str(repo.root)},
+            extra=["--workers", "2", "--prediction-log-path", str(log_path)],
+        )
+        with gateway:
+            gateway.wait_ready(http_ok(f"{gateway.url()}/readyz"))
+            yield Stack(gateway.url(), model_server, gateway, log_path, sklearn)
 
 
 def rows(split, n: int) -> list[dict]:
@@ -132,7 +83,7 @@ def test_keras_savedmodel_through_the_gateway(stack, split):
         f"{stack.url}/v1/models/housing_keras:predict", json={"instances": instances}, timeout=30
     )
     assert r.status_code == 200, r.text
-    expected = artifacts.saved_model_formula(split.test.head(5), KERAS_SCALE)
+    expected = test_models.tiny_savedmodel_formula(split.test.head(5), KERAS_SCALE)
     got = [p["median_house_value"] for p in r.json()["predictions"]]
     np.testing.assert_allclose(got, expected, rtol=1e-5)
 
@@ -145,6 +96,7 @@ def test_routes_against_the_real_server(stack, split):
         assert ready == {
             "ready": True,
             "models": {"housing_keras": "AVAILABLE", "housing_sklearn": "AVAILABLE"},
+            "warnings": [],
         }
         models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
         assert models["housing_sklearn"]["versions"] == [

@@ -1,7 +1,8 @@
-"""Body and instance limits (413), API keys (401), CORS."""
+"""Body and instance limits (413), the concurrency cap (503), API keys (401), CORS."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -92,6 +93,97 @@ async def test_auth_covers_everything_but_health(make_client, behaviour):
             "/v1/predict", content=b"not json", headers={"content-type": "text/plain"}
         )
         assert r.status_code == 401
+
+
+async def test_metrics_take_a_scrape_only_key(make_client, behaviour):
+    scrape = {"Authorization": "Bearer scrape-only"}
+    async with make_client(api_keys=KEYS, metrics_keys=["scrape-only"]) as client:
+        assert (await client.get("/metrics")).status_code == 401
+        assert (await client.get("/metrics", headers=scrape)).status_code == 200
+        assert (await client.get("/metrics", headers={"X-API-Key": KEYS[0]})).status_code == 200
+        # the scrape key opens nothing else
+        r = await client.post("/v1/predict", json={"instances": [INSTANCE]}, headers=scrape)
+        assert r.status_code == 401
+        assert (await client.get("/v1/models", headers=scrape)).status_code == 401
+    assert not behaviour.calls
+
+
+async def test_predictions_beyond_the_concurrency_cap_get_503_and_retry_after(
+    make_client, behaviour
+):
+    behaviour.delay = 0.5  # a slow upstream: every prediction holds its slot for 0.5 s
+    settings = {"max_in_flight_predictions": 2, "max_queued_predictions": 1}
+    async with make_client(retry_after_seconds=3, **settings) as client:
+
+        async def predict():
+            return await client.post("/v1/predict", json={"instances": [INSTANCE]})
+
+        tasks = [asyncio.create_task(predict()) for _ in range(6)]
+        await asyncio.sleep(0.2)
+        assert (await client.get("/livez")).status_code == 200  # health is never capped
+        answers = await asyncio.gather(*tasks)
+        assert sorted(r.status_code for r in answers) == [200, 200, 200, 503, 503, 503]
+        for r in answers:
+            if r.status_code == 503:
+                assert r.headers["retry-after"] == "3"
+                assert r.json()["error"] == "overloaded"
+        # refused requests never reached the model server; the slots are free again
+        assert len([c for c in behaviour.calls if c.method == "Predict"]) == 3
+        behaviour.delay = 0
+        assert (await predict()).status_code == 200
+        text = (await client.get("/metrics")).text
+    assert "housing_gateway_overload_rejections_total 3.0" in text
+
+
+async def test_no_queue_means_immediate_refusal(make_client, behaviour):
+    behaviour.delay = 0.5
+    async with make_client(max_in_flight_predictions=1, max_queued_predictions=0) as client:
+        answers = await asyncio.gather(
+            *(client.post("/v1/predict", json={"instances": [INSTANCE]}) for _ in range(3))
+        )
+    assert sorted(r.status_code for r in answers) == [200, 503, 503]
+
+
+def trickle(pause: float, parts: int = 4):
+    """A valid JSON body sent in ``parts`` chunks, ``pause`` seconds apart."""
+    body = json.dumps({"instances": [INSTANCE]}).encode()
+    size = len(body) // parts + 1
+
+    async def chunks():
+        for start in range(0, len(body), size):
+            await asyncio.sleep(pause)
+            yield body[start : start + size]
+
+    return chunks()
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_408(make_client, behaviour):
+    async with make_client(body_timeout_seconds=0.3) as client:
+        r = await client.post(
+            "/v1/predict", content=trickle(0.2), headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 408
+        assert r.json()["error"] == "request_timeout"
+        assert not behaviour.calls
+        # a body that arrives in time is served
+        r = await client.post(
+            "/v1/predict", content=trickle(0.01), headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 200
+
+
+async def test_slow_senders_do_not_hold_prediction_slots(make_client, behaviour):
+    settings = {"max_in_flight_predictions": 1, "max_queued_predictions": 0}
+    async with make_client(**settings) as client:
+        slow = asyncio.create_task(
+            client.post(
+                "/v1/predict", content=trickle(0.3), headers={"content-type": "application/json"}
+            )
+        )
+        await asyncio.sleep(0.1)  # the slow body is still arriving
+        fast = await client.post("/v1/predict", json={"instances": [INSTANCE]})
+        assert fast.status_code == 200
+        assert (await slow).status_code == 200
 
 
 async def test_auth_off_by_default(client):

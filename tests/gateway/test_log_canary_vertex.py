@@ -93,6 +93,7 @@ async def test_canary_split_sends_about_the_configured_share(make_client, behavi
 
 
 async def test_canary_falls_back_when_the_model_has_no_labels(make_client, behaviour):
+    behaviour.labels["housing_sklearn"] = {}
     async with make_client(canary_percent=50) as client:
         for i in range(4):
             r = await client.post(
@@ -100,8 +101,22 @@ async def test_canary_falls_back_when_the_model_has_no_labels(make_client, behav
             )
             assert r.status_code == 200 and r.json()["model"]["version"] == 2
     labels = [c.label for c in behaviour.calls if c.method == "Predict"]
-    assert labels[0] in ("stable", "canary") and labels[1] is None
-    assert labels[2:] == [None] * 3  # remembered: no more label attempts
+    first = labels[: labels.index(None) + 1]
+    assert first in (["stable", None], ["canary", "stable", None])
+    assert labels[len(first) :] == [None] * 3  # remembered: no more label attempts
+
+
+async def test_canary_share_goes_to_stable_when_there_is_no_canary_label(make_client, behaviour):
+    """Never to the highest version (here 2, an unpromoted candidate)."""
+    behaviour.labels["housing_sklearn"] = {"stable": 1}
+    async with make_client(canary_percent=50) as client:
+        for i in range(20):
+            r = await client.post(
+                "/v1/predict", json={"instances": [INSTANCE]}, headers={"x-request-id": f"s-{i}"}
+            )
+            assert r.status_code == 200 and r.json()["model"]["version"] == 1
+    labels = [c.label for c in behaviour.calls if c.method == "Predict"]
+    assert set(labels) == {"stable", "canary"} and labels.count("canary") == 1
 
 
 async def test_explicit_version_bypasses_the_canary(make_client, behaviour):

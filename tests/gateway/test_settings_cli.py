@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 
@@ -31,6 +32,12 @@ def test_documented_env_names(monkeypatch, tmp_path):
         "HOUSING_HOST": "127.0.0.1",
         "HOUSING_PORT": "8123",
         "HOUSING_DRIFT_INTERVAL_SECONDS": "60",
+        "HOUSING_METRICS_KEYS": '["m"]',
+        "HOUSING_ALLOW_UNAUTHENTICATED": "true",
+        "HOUSING_MAX_IN_FLIGHT_PREDICTIONS": "9",
+        "HOUSING_MAX_QUEUED_PREDICTIONS": "0",
+        "HOUSING_PREDICTION_LOG_MAX_AGE_DAYS": "7",
+        "HOUSING_PREDICTION_LOG_MAX_ROWS": "1000",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -49,6 +56,26 @@ def test_documented_env_names(monkeypatch, tmp_path):
         60,
     )
     assert "a" not in repr(s.api_keys)  # secrets stay out of logs
+    assert s.metrics_key_bytes() == [b"m"] and s.allow_unauthenticated
+    assert (s.max_in_flight_predictions, s.max_queued_predictions) == (9, 0)
+    assert (s.prediction_log_max_age_days, s.prediction_log_max_rows) == (7, 1000)
+
+
+def test_default_bind_is_loopback_only():
+    assert GatewaySettings(_env_file=None).host == "127.0.0.1"
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "gateway.example"])
+def test_a_reachable_bind_needs_api_keys_or_the_explicit_opt_out(host):
+    with pytest.raises(ValidationError, match="no API keys are set"):
+        GatewaySettings(_env_file=None, host=host)
+    assert GatewaySettings(_env_file=None, host=host, api_keys=["k"]).host == host
+    assert GatewaySettings(_env_file=None, host=host, allow_unauthenticated=True).host == host
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.53", "::1", "[::1]", "localhost"])
+def test_loopback_binds_need_no_keys(host):
+    assert GatewaySettings(_env_file=None, host=host).host == host
 
 
 def test_precedence_flags_over_env_over_dotenv_over_defaults(monkeypatch, tmp_path):
@@ -73,6 +100,10 @@ def test_precedence_flags_over_env_over_dotenv_over_defaults(monkeypatch, tmp_pa
         {"canary_percent": 101},
         {"port": 0},
         {"aip_predict_route": "no-slash"},
+        {"max_in_flight_predictions": 0},
+        {"max_queued_predictions": -1},
+        {"prediction_log_max_rows": 0},
+        {"prediction_log_max_age_days": 0},
     ],
 )
 def test_bad_settings_are_rejected(overrides):
@@ -123,6 +154,27 @@ def test_cli_bad_values_are_one_line_errors(argv):
     assert "\n" not in str(info.value)
 
 
+def test_allow_unauthenticated_is_a_plain_flag():
+    with pytest.raises(UserError, match="--allow-unauthenticated"):
+        cli.load_settings(parse("--host", "0.0.0.0"))
+    settings, overrides = cli.load_settings(parse("--host", "0.0.0.0", "--allow-unauthenticated"))
+    assert settings.allow_unauthenticated and overrides["allow_unauthenticated"] is True
+
+
+def test_an_exposed_gateway_without_keys_refuses_to_start():
+    result = subprocess.run(
+        [sys.executable, "-m", "core.cli", "serve", "gateway", "--host", "0.0.0.0"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("HOUSING_")},
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "no API keys" in line and "--allow-unauthenticated" in line
+
+
 def test_housing_serve_gateway_exits_2_with_one_line():
     result = subprocess.run(
         [sys.executable, "-m", "core.cli", "serve", "gateway", "--upstream", "x"],
@@ -140,7 +192,7 @@ def test_help_documents_every_setting():
     sub = parser.add_subparsers()
     cli.register(sub)
     text = sub.choices["gateway"].format_help()
-    flags = ["--upstream", "--cors-origin"] + [
+    flags = ["--upstream", "--cors-origin", "--allow-unauthenticated"] + [
         "--" + name.replace("_", "-")
         for name in GatewaySettings.model_fields
         if name not in cli.SPECIAL

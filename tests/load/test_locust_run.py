@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 
 from core.contract import SKLEARN_MODEL
+from core.paths import REPO_ROOT
+from core.process import http_ok
 from load_tests import models, run_locust, stack
 from load_tests.peers.servers import BATCHING
 from training.data import Split
 from training.repository import ModelRepository
 
 pytestmark = pytest.mark.timeout(240)
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -31,15 +32,15 @@ def gateway(split: Split, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     batching.write_text(BATCHING)
     server = stack.model_server(repo.config_path, root / "model-server.log", batching_file=batching)
     gateway = stack.gateway(
-        {SKLEARN_MODEL: f"{stack.LOOPBACK}:{server.ports['grpc']}"},
+        {SKLEARN_MODEL: server.address("grpc")},
         root / "gateway.log",
         env={"HOUSING_PREDICTION_LOG_PATH": str(root / "predictions.sqlite3")},
     )
     try:
         server.start()
         gateway.start()
-        url = stack.base_url(gateway)
-        gateway.wait_ready(stack.http_ok(f"{url}/readyz"), 120)
+        url = gateway.url()
+        gateway.wait_ready(http_ok(f"{url}/readyz"), 120)
         yield url
     finally:
         gateway.stop()

@@ -17,12 +17,19 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from core.contract import CATEGORICAL_FEATURE, FEATURES, NUMERIC_FEATURES, OUTPUT_NAME
-from tests.model_server import artifacts
+from core.contract import (
+    CATEGORICAL_FEATURE,
+    FEATURES,
+    KERAS_MODEL,
+    NUMERIC_FEATURES,
+    OUTPUT_NAME,
+    SKLEARN_MODEL,
+)
+from load_tests.grpc_payloads import predict_request, wire_frame
+from load_tests.models import tiny_savedmodel_formula
 from tests.model_server.conftest import KERAS_SCALE
-from tests.model_server.helpers import predict_request, wire_frame
 
-SKLEARN, KERAS = artifacts.SKLEARN, artifacts.KERAS
+SKLEARN, KERAS = SKLEARN_MODEL, KERAS_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -83,13 +90,13 @@ def test_latest_is_the_highest_version(stub, rows):
 def test_saved_model_predictions_equal_the_formula(stub, rows):
     response = stub.Predict(predict_request(rows, KERAS, version=1), timeout=30)
     np.testing.assert_allclose(
-        values(response), artifacts.saved_model_formula(rows, KERAS_SCALE), rtol=1e-6
+        values(response), tiny_savedmodel_formula(rows, KERAS_SCALE), rtol=1e-6
     )
     assert (response.model_spec.name, response.model_spec.version.value) == (KERAS, 1)
 
 
 def test_single_model_mode_serves_latest_without_batching(servers, models, rows):
-    with grpc.insecure_channel(servers["single"].target) as channel:
+    with grpc.insecure_channel(servers["single"].address("grpc")) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         response = stub.Predict(predict_request(rows, SKLEARN), timeout=30)
     assert response.model_spec.version.value == 2
@@ -107,13 +114,13 @@ def test_book_chapter_19_grpc_client(server, rows):
         column = X_new[input_name].to_numpy()
         column = column.astype(np.float32) if input_name in NUMERIC_FEATURES else column.astype(str)
         request.inputs[input_name].CopyFrom(tf.make_tensor_proto(column))
-    channel = grpc.insecure_channel(server.target)
+    channel = grpc.insecure_channel(server.address("grpc"))
     predict_service = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     response = predict_service.Predict(request, timeout=10.0)
     outputs_proto = response.outputs["median_house_value"]
     y_pred = tf.make_ndarray(outputs_proto)
     channel.close()
-    np.testing.assert_allclose(y_pred, artifacts.saved_model_formula(rows, KERAS_SCALE), rtol=1e-6)
+    np.testing.assert_allclose(y_pred, tiny_savedmodel_formula(rows, KERAS_SCALE), rtol=1e-6)
 
 
 def test_native_float64_columns_are_accepted_like_float32(stub, models, rows):
@@ -227,7 +234,7 @@ def test_error_codes(stub, channel, rows):
 async def test_full_queue_gives_unavailable(server, rows, split):
     """Queue holds 64 rows (32 × 2): a burst of 30-row requests must overflow it."""
     burst = split.test.head(30)
-    async with grpc.aio.insecure_channel(server.target) as channel:
+    async with grpc.aio.insecure_channel(server.address("grpc")) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         calls = [
             stub.Predict(predict_request(burst, SKLEARN, version=1), timeout=30) for _ in range(40)

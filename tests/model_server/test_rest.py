@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -9,12 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.contract import FEATURES
-from tests.model_server import artifacts
+from core.contract import FEATURES, KERAS_MODEL, SKLEARN_MODEL
+from load_tests.grpc_payloads import wire_frame
+from load_tests.models import tiny_savedmodel_formula
 from tests.model_server.conftest import KERAS_SCALE, METRICS_PATH
-from tests.model_server.helpers import instances, metric_value, wire_frame
+from tests.model_server.helpers import instances, metric_value
 
-SKLEARN, KERAS = artifacts.SKLEARN, artifacts.KERAS
+SKLEARN, KERAS = SKLEARN_MODEL, KERAS_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,7 @@ def rows(split) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def http(server):
-    with httpx.Client(base_url=server.rest_url, timeout=30) as client:
+    with httpx.Client(base_url=server.url("rest"), timeout=30) as client:
         yield client
 
 
@@ -37,7 +39,7 @@ def test_book_chapter_19_rest_request(http, rows):
     response = http.post(f"/v1/models/{KERAS}:predict", content=request_json)
     response.raise_for_status()
     y_pred = np.array(response.json()["predictions"])
-    np.testing.assert_allclose(y_pred, artifacts.saved_model_formula(rows, KERAS_SCALE), rtol=1e-6)
+    np.testing.assert_allclose(y_pred, tiny_savedmodel_formula(rows, KERAS_SCALE), rtol=1e-6)
 
 
 @pytest.mark.parametrize("path", ["/versions/1", "/labels/stable"])
@@ -115,3 +117,18 @@ def test_prometheus_metrics_per_version(http, rows):
         >= 1
     )
     assert "model_server_request_duration_seconds_bucket" in text
+
+
+async def test_full_queue_gives_503_with_retry_after(server, split):
+    """Queue holds 64 rows (32 × 2): a burst of 30-row requests must overflow it."""
+    body = {"instances": instances(split.test.head(30))}
+    async with httpx.AsyncClient(base_url=server.rest_url, timeout=60) as client:
+        responses = await asyncio.gather(
+            *(client.post(f"/v1/models/{SKLEARN}/versions/1:predict", json=body) for _ in range(40))
+        )
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) == {200, 503}, statuses
+    for response in responses:
+        if response.status_code == 503:
+            assert response.headers["retry-after"] == "1"
+            assert "queue" in response.json()["error"]

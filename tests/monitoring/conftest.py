@@ -15,6 +15,7 @@ from service.monitoring.simulate import shifted_rows
 from service.prediction_log import PredictionLog, PredictionRecord
 from training.data import Split
 from training.reference import reference_sample, write_reference
+from training.repository import PLATFORM_SKLEARN, ModelRepository
 
 
 def predict(frame: pd.DataFrame):
@@ -35,17 +36,24 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory, reference: pd.DataFrame
     block = write_reference(version_dir, reference)
     manifest = {"model": SKLEARN_MODEL, "version": 1, "reference": block}
     (version_dir / "manifest.json").write_text(json.dumps(manifest))
+    ModelRepository(root).register(SKLEARN_MODEL, PLATFORM_SKLEARN)  # served by default: 1
     return root
 
 
-def fill_log(path: Path, frame: pd.DataFrame, version: int = 1, ts: float | None = None) -> None:
+def fill_log(
+    path: Path,
+    frame: pd.DataFrame,
+    version: int = 1,
+    ts: float | None = None,
+    model: str = SKLEARN_MODEL,
+) -> None:
     """Write rows through the real PredictionLog (group-commit writer), as the gateway does."""
     log = PredictionLog(path)
     now = time.time() if ts is None else ts
     records = [
         PredictionRecord(
             request_id=uuid.uuid4().hex,
-            model=SKLEARN_MODEL,
+            model=model,
             version=version,
             features={k: row[k] for k in FEATURES},
             prediction=float(row["median_income"]) * 40_000.0,

@@ -4,10 +4,9 @@ gateway process, read back through the Prometheus HTTP API."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,6 +14,8 @@ import pytest
 import yaml
 
 from core.paths import REPO_ROOT
+from core.process import ManagedProcess, free_port, http_ok
+from load_tests import stack
 
 PROMETHEUS_DIR = REPO_ROOT / "deploy" / "prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -55,52 +56,18 @@ def test_config_scrapes_gateway_model_server_and_tfserving() -> None:
         assert jobs[name]["static_configs"][0]["targets"] == [target]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(url: str, process: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"{url} not ready after {timeout} s")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
-
-
 @pytest.fixture
-def gateway(tmp_path: Path):
+def gateway(tmp_path: Path) -> Iterator[str]:
     """The real gateway (``housing serve gateway``); its upstream is a closed port, which
     is fine: /metrics works whatever the upstream does."""
-    port, dead_upstream = free_port(), free_port()
-    command = [sys.executable, "-m", "core.cli", "serve", "gateway"]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    command += ["--upstream", f"housing_sklearn=127.0.0.1:{dead_upstream}"]
-    command += ["--prediction-log-path", str(tmp_path / "predictions.sqlite3")]
-    log = (tmp_path / "gateway.log").open("w")
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/livez", process, timeout=90)
-        yield f"127.0.0.1:{port}"
-    finally:
-        stop(process)
-        log.close()
+    process = stack.gateway(
+        {"housing_sklearn": f"127.0.0.1:{free_port()}"},
+        tmp_path / "gateway.log",
+        extra=["--prediction-log-path", str(tmp_path / "predictions.sqlite3")],
+    )
+    with process:
+        process.wait_ready(http_ok(f"{process.url()}/livez"), timeout=90)
+        yield process.address("http")
 
 
 @pytest.mark.skipif(not Path(PROMETHEUS).exists(), reason="the prometheus server is not installed")
@@ -135,10 +102,9 @@ def test_real_prometheus_scrapes_the_gateway(tmp_path: Path, gateway: str) -> No
         f"--storage.tsdb.path={tmp_path / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}",
     ]
-    log = (tmp_path / "prometheus.log").open("w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    process = ManagedProcess("prometheus", command, tmp_path / "prometheus.log").start()
     try:
-        wait_http(f"http://127.0.0.1:{port}/-/ready", process, timeout=60)
+        process.wait_ready(http_ok(f"http://127.0.0.1:{port}/-/ready"), timeout=60)
         query = 'sum by (code) (housing_gateway_requests_total{route="/v1/predict"})'
         deadline, result = time.monotonic() + 60, []
         while time.monotonic() < deadline and not result:
@@ -156,5 +122,4 @@ def test_real_prometheus_scrapes_the_gateway(tmp_path: Path, gateway: str) -> No
         names = {r["name"] for g in rules["data"]["groups"] for r in g["rules"]}
         assert {"GatewayHighErrorRate", "DataDriftDetected", "ModelServerDown"} <= names
     finally:
-        stop(process)
-        log.close()
+        process.stop()

@@ -7,7 +7,6 @@ stand-in (the drift monitor only reads the features and the logged prediction).
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import uuid
@@ -21,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from core.cli import main
 from core.contract import CATEGORICAL_FEATURE, SKLEARN_MODEL
+from core.process import free_port
 from service.monitoring.monitor import DriftMonitor, MonitorSettings
 from service.monitoring.routes import drift_router
 from service.monitoring.simulate import shifted_rows
@@ -64,9 +64,7 @@ def demo_gateway(tmp_path: Path, models_dir: Path):
             "model": {"name": SKLEARN_MODEL, "version": 1},
         }
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -88,8 +86,15 @@ def test_simulate_drift_turns_the_flag_on(demo_gateway: str, capsys) -> None:
     out = capsys.readouterr().out
     assert "sent 300 rows in 30 requests: status codes {'200': 30}" in out
     assert "dataset drift: YES" in out and "median_income" in out and "ocean_proximity" in out
+    assert "window: housing_sklearn version 1, 300 rows from" in out
     latest = httpx.get(f"{demo_gateway}/v1/monitoring/drift", timeout=10).json()
     assert latest["dataset_drift"] is True and latest["current"]["rows"] == 300
+
+    # The issue: right after a shifted run, unshifted traffic was reported as drift because
+    # the report's window took the shifted rows in too. It compares this run's rows only.
+    assert main([*argv, "--batch", "10", "--shift", "none", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "dataset drift: no (drifted columns: none)" in out and ", 300 rows from" in out
 
 
 def test_simulate_drift_bad_gateway_is_one_line() -> None:

@@ -7,14 +7,20 @@ from pathlib import Path
 
 import grpc
 import pytest
-from tensorflow_serving.apis import prediction_service_pb2_grpc
+from tensorflow_serving.apis import (
+    model_management_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2_grpc,
+)
 
+from core.contract import SKLEARN_MODEL
+from load_tests import models as test_models
+from load_tests import stack
+from load_tests.grpc_payloads import predict_request
 from pipelines import promotion
-from tests.model_server import artifacts
-from tests.model_server.helpers import predict_request
 from training.repository import ModelRepository
 
-MODEL = artifacts.SKLEARN
+MODEL = SKLEARN_MODEL
 
 
 class StableTraffic:
@@ -61,31 +67,45 @@ class StableTraffic:
 def repo(tmp_path: Path, split) -> ModelRepository:
     repo = ModelRepository(tmp_path / "models")
     for seed in (1, 2):
-        artifacts.publish_sklearn(repo, artifacts.fit_sklearn(split.train, seed=seed))
+        test_models.publish_sklearn(
+            repo, test_models.small_sklearn(split.train, trees=0, seed=seed)
+        )
     promotion.promote(repo, MODEL, 1)
     return repo
 
 
 def test_promote_and_rollback_switch_a_running_server_without_errors(repo, split, tmp_path):
-    server = artifacts.ServerProcess(
-        [
-            f"--model_config_file={repo.config_path}",
-            "--model_config_file_poll_wait_seconds=0.3",
-            "--file_system_poll_wait_seconds=0.3",
-        ],
+    server = stack.model_server(
+        repo.config_path,
         tmp_path / "server.log",
-        rest=False,
+        rest_port=0,
+        poll_seconds=0.3,
+        extra=["--model_config_file_poll_wait_seconds=0.3"],
     )
-    try:
-        server.wait_ready()
-        waiter = promotion.grpc_load_waiter(server.target, timeout=60)
-        with StableTraffic(server.target, split.test.head(3)) as traffic:
+    with server:
+        stack.serving(server)
+        target = server.address("grpc")
+        watch = promotion.GrpcServerWatch(target, timeout=60)
+        with StableTraffic(target, split.test.head(3)) as traffic:
             traffic.wait_for(1)
-            promotion.promote(repo, MODEL, 2, wait=waiter)
+            promotion.promote(repo, MODEL, 2, watch=watch)
+            assert stable_now(traffic) == 2  # it returned once the server serves the change
             traffic.wait_for(2)
-            promotion.rollback(repo, MODEL, wait=waiter)
+            promotion.rollback(repo, MODEL, watch=watch)
+            assert stable_now(traffic) == 1
             traffic.wait_for(1)
         assert traffic.failures == []
         assert len(traffic.served) > 20
-    finally:
-        server.stop()
+
+        # Without --enable_reload_config nobody can swap the models over the network.
+        with grpc.insecure_channel(target) as channel:
+            stub = model_service_pb2_grpc.ModelServiceStub(channel)
+            request = model_management_pb2.ReloadConfigRequest(config=repo.read_config())
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.HandleReloadConfigRequest(request, timeout=30)
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert "--enable_reload_config" in caught.value.details()
+
+
+def stable_now(traffic: StableTraffic) -> int:
+    return traffic.stub.Predict(traffic.request, timeout=10).model_spec.version.value

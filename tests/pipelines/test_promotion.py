@@ -25,6 +25,26 @@ def repo(tmp_path: Path) -> ModelRepository:
     return repo
 
 
+class RecordingWatch:
+    """A ServerWatch that records what models.config said at each wait."""
+
+    target = "recording"
+
+    def __init__(self, repo: ModelRepository):
+        self.repo = repo
+        self.seen: list[tuple] = []
+
+    def wait_available(self, model: str, version: int) -> None:
+        self.seen.append(
+            (("available", version), policy_versions(self.repo), self.repo.labels(model))
+        )
+
+    def wait_label(self, model: str, label: str, version: int) -> None:
+        self.seen.append(
+            (("label", label, version), policy_versions(self.repo), self.repo.labels(model))
+        )
+
+
 def policy_versions(repo: ModelRepository) -> set[int]:
     entry = repo.find_config(repo.read_config(), MODEL)
     return set(entry.model_version_policy.specific.versions)
@@ -40,14 +60,12 @@ def test_first_promotion_keeps_the_served_version_for_rollback(repo):
 
 def test_label_moves_only_after_the_version_is_loaded(repo):
     promotion.promote(repo, MODEL, 3)
-    seen = {}
-
-    def wait(model: str, version: int) -> None:
-        seen["policy"] = policy_versions(repo)
-        seen["labels"] = repo.labels(model)
-
-    promotion.promote(repo, MODEL, 1, label="canary", wait=wait)
-    assert 1 in seen["policy"] and "canary" not in seen["labels"]
+    watch = RecordingWatch(repo)
+    promotion.promote(repo, MODEL, 1, label="canary", watch=watch)
+    loading, labelled = watch.seen
+    assert loading[0] == ("available", 1)
+    assert 1 in loading[1] and "canary" not in loading[2]
+    assert labelled[0] == ("label", "canary", 1) and labelled[2] == {"stable": 3, "canary": 1}
     assert repo.labels(MODEL) == {"stable": 3, "canary": 1}
     assert policy_versions(repo) == {1, 3}
 
@@ -102,3 +120,24 @@ def test_manifest_and_configs_are_world_readable(repo):
         repo.version_dir(MODEL, 1) / "manifest.json",
     ):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+
+
+def test_a_canary_on_a_model_without_stable_first_pins_stable_to_the_served_version(repo):
+    assert repo.labels(MODEL) == {} and repo.served_versions(MODEL) == {3}
+    entry = promotion.promote(repo, MODEL, 2, label="canary")
+    assert repo.labels(MODEL) == {"stable": 3, "canary": 2}
+    assert policy_versions(repo) == {2, 3}
+    pin, canary = promotion.read_audit(repo, MODEL)
+    assert (pin["label"], pin["version"]) == ("stable", 3)
+    assert (canary["label"], canary["version"]) == ("canary", 2) and canary == entry
+
+
+def test_without_a_server_the_output_says_when_the_change_takes_effect(repo):
+    entry = promotion.promote(repo, MODEL, 2)
+    assert "next config poll" in entry["applied"] and "--server" in entry["applied"]
+
+
+def test_default_version_follows_stable_else_the_highest_served(repo):
+    assert repo.default_version(MODEL) == 3
+    promotion.promote(repo, MODEL, 1)
+    assert repo.default_version(MODEL) == 1

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from core.contract import FEATURES
-from service.prediction_log import PredictionLog, PredictionRecord, read_window
+from service.prediction_log import (
+    DAY,
+    PredictionLog,
+    PredictionRecord,
+    Retention,
+    connect,
+    read_window,
+)
 
 FEATURES_ROW = {
     "longitude": -122.2,
@@ -94,3 +101,96 @@ def test_non_finite_feature_values_are_stored_as_null(tmp_path: Path):
     log.append([rec]).result(timeout=10)
     log.close()
     assert math.isnan(read_window(tmp_path / "log.sqlite3")["total_bedrooms"].iloc[0])
+
+
+def wait_until(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def fill(path: Path, records: list[PredictionRecord]) -> None:
+    """Records written by an earlier run that kept everything."""
+    keep_all = Retention(max_age_seconds=1e12, max_rows=10**9)
+    log = PredictionLog(path, retention=keep_all)
+    log.append(records).result(timeout=10)
+    log.close()
+
+
+def test_retention_deletes_records_past_the_age_limit(tmp_path: Path):
+    path = tmp_path / "log.sqlite3"
+    now = time.time()
+    fill(path, [record(i, ts=now - 40 * DAY) for i in range(5)] + [record(9, ts=now - DAY)])
+    log = PredictionLog(path, retention=Retention(max_age_seconds=30 * DAY))
+    assert wait_until(lambda: log.deleted_records == 5)
+    log.close()
+    assert list(read_window(path)["request_id"]) == ["req-9"]
+
+
+def test_retention_keeps_the_newest_rows(tmp_path: Path):
+    path = tmp_path / "log.sqlite3"
+    fill(path, [record(i) for i in range(25)])
+    log = PredictionLog(path, retention=Retention(max_rows=10, every_seconds=0.05))
+    assert wait_until(lambda: log.deleted_records == 15)
+    log.append([record(i) for i in range(25, 30)]).result(timeout=10)  # 5 more: 5 older go
+    assert wait_until(lambda: log.deleted_records == 20)
+    log.close()
+    assert list(read_window(path)["request_id"]) == [f"req-{i}" for i in range(20, 30)]
+
+
+def test_a_retention_run_deletes_a_bounded_number(tmp_path: Path):
+    path = tmp_path / "log.sqlite3"
+    fill(path, [record(i) for i in range(30)])
+    policy = Retention(max_rows=1, max_deletes=4, every_seconds=3600, catch_up_seconds=3600)
+    log = PredictionLog(path, retention=policy)
+    assert wait_until(lambda: log.deleted_records == 4)
+    time.sleep(0.2)
+    assert log.deleted_records == 4 and len(read_window(path)) == 26  # the rest: next runs
+    log.close()
+    # runs that hit the bound come back soon, until the log is within its limits
+    quick = Retention(max_rows=1, max_deletes=4, every_seconds=3600, catch_up_seconds=0.01)
+    log = PredictionLog(path, retention=quick)
+    assert wait_until(lambda: log.deleted_records == 25)
+    log.close()
+    assert list(read_window(path)["request_id"]) == ["req-29"]
+
+
+def drop_table(path: Path) -> None:
+    outsider = sqlite3.connect(str(path))
+    outsider.execute("DROP TABLE predictions")
+    outsider.commit()
+    outsider.close()
+
+
+def test_failing_writes_raise_a_warning_until_a_write_succeeds(tmp_path: Path):
+    path = tmp_path / "log.sqlite3"
+    log = PredictionLog(path)
+    assert log.warning() is None
+    drop_table(path)
+    with pytest.raises(sqlite3.Error):
+        log.append([record(1), record(2), record(3)]).result(timeout=10)
+    warning = log.warning()
+    assert warning is not None and "3 records lost" in warning
+    connect(path).close()  # the table is back
+    assert log.append([record(4)]).result(timeout=10) == 1
+    assert log.warning() is None and log.failed_records == 3
+    log.close()
+
+
+def test_a_locked_database_is_a_counted_failure_not_a_hang(tmp_path: Path):
+    path = tmp_path / "log.sqlite3"
+    log = PredictionLog(path, busy_timeout=0.2)
+    holder = sqlite3.connect(str(path), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            log.append([record(1)]).result(timeout=10)
+        assert log.failed_records == 1 and log.warning() is not None
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert log.append([record(2)]).result(timeout=10) == 1
+    log.close()

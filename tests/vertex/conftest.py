@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,25 +17,6 @@ LOCATION = "europe-west1"
 BUCKET = "housing-test-bucket"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"nothing listening on {port} after {timeout}s")
-
-
 @pytest.fixture(scope="session")
 def trust_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
     """A localhost certificate that gRPC trusts for this test process."""
@@ -50,42 +27,11 @@ def trust_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
 
 
 @pytest.fixture(scope="session")
-def storage_emulator() -> Any:
-    """gcp-storage-emulator as a real HTTP server on a free port (in memory)."""
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gcp-storage-emulator"),
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--in-memory",
-            "--quiet",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-@pytest.fixture(scope="session")
 def small_model(split: Any) -> Any:
     """The book's preprocessing + LinearRegression on a 2,000-row sample (fast, real)."""
-    from sklearn.linear_model import LinearRegression
-    from sklearn.pipeline import make_pipeline
+    from load_tests.models import small_sklearn
 
-    from training.data import features_and_target
-    from training.features import preprocessing
-
-    features, target = features_and_target(split.train.sample(2000, random_state=0))
-    return make_pipeline(preprocessing(), LinearRegression()).fit(features, target)
+    return small_sklearn(split.train, trees=0, seed=0)
 
 
 @pytest.fixture(scope="session")

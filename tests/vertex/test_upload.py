@@ -46,6 +46,9 @@ def test_sklearn_upload_uses_the_project_image_and_custom_container_routes(
     assert model.container_spec.predict_route == "/v1/models/housing_sklearn:predict"
     assert model.container_spec.health_route == "/readyz"
     assert [p.container_port for p in model.container_spec.ports] == [8000]
+    # the gateway listens on every interface behind Vertex AI's own authentication
+    env = {e.name: e.value for e in model.container_spec.env}
+    assert env == {"HOUSING_ALLOW_UNAUTHENTICATED": "true"}
     probe = model.container_spec.startup_probe
     assert list(probe.exec_.command) == STARTUP_PROBE and probe.period_seconds == 10
     assert "/readyz" in STARTUP_PROBE[-1]

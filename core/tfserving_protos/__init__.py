@@ -1,0 +1,23 @@
+"""TF Serving's protocol (messages and gRPC stubs) without importing TensorFlow.
+
+The gateway and batch scoring need the protocol's messages, not TensorFlow: importing
+``tensorflow_serving.apis`` loads all of TensorFlow (seconds and hundreds of MB per process).
+These modules are generated with grpcio-tools from ``proto/`` by ``regenerate.py`` and
+committed; ``python -m core.tfserving_protos.regenerate --check`` (run by the tests) fails
+when they no longer match the protos.
+
+Why generated here rather than a PyPI package: none that ships these protos without
+TensorFlow is current (``tensorflow-protobuf`` stops at TF 2.11, ``min-tfs-client`` at 2020),
+and an old copy would clash with TensorFlow's own modules (below).
+
+Why the real file names and packages: TensorFlow's modules and these register the same
+``.proto`` files in protobuf's one default descriptor pool, and the same process may import
+both (the model server, the tests). ``proto/`` is written from the descriptors TensorFlow
+registers (``regenerate.py --refresh-protos``), so both sides add byte-identical serialized
+files: whichever is imported first registers them and the other reuses them (same
+descriptors, even the same message classes). A test checks the bytes are identical to
+TensorFlow's and imports both in either order.
+
+Import paths mirror the proto paths under this package, e.g.
+``core.tfserving_protos.tensorflow_serving.apis.predict_pb2``.
+"""
