@@ -41,6 +41,9 @@ class DataError(UserError, ValueError):
 class Split:
     train: pd.DataFrame
     test: pd.DataFrame
+    source: str | None = None
+    """Where ``train`` came from when it is not the book's archive (e.g. retraining data);
+    recorded in each manifest by training.provenance."""
 
 
 def sha256_bytes(data: bytes) -> str:
