@@ -50,14 +50,15 @@ docker-gpu:
 docker-down:
 	docker compose --profile gpu --profile load down
 
-# Load and benchmarks (issue 9). `make load HOST=http://127.0.0.1:8000` runs locust headless
-# against a running gateway (thresholds: load_tests/thresholds.toml; reports in runs/load/);
-# `make bench-peers` compares the project with MLServer, MLflow and plain FastAPI.
-.PHONY: load bench-peers
+# Load and benchmarks. `make load HOST=http://127.0.0.1:8000` runs locust headless against a
+# running gateway (thresholds: load_tests/thresholds.toml; reports in runs/load/); `make bench`
+# starts `housing serve stack` as `make run` does and measures both models against plain
+# FastAPI, MLServer and MLflow serving the same sklearn pipeline.
+.PHONY: load bench
 HOST ?= http://127.0.0.1:8000
 
 load: install
 	$(PYTHON) load_tests/run_locust.py --host $(HOST)
 
-bench-peers: install
+bench: install
 	$(PYTHON) load_tests/peers/bench_peers.py

@@ -29,7 +29,7 @@ COMMANDS: list[tuple[str | None, str, list[str]]] = [
     (
         "serve",
         "run the model server or the gateway",
-        ["service.model_server.cli", "deploy.local.stack", "service.gateway.cli"],
+        ["service.model_server.cli", "deploy.local.cli", "service.gateway.cli"],
     ),
     ("monitor", "data drift and live performance", ["pipelines.monitor"]),
     (

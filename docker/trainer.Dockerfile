@@ -28,8 +28,13 @@ COPY deploy/ deploy/
 RUN pip install --no-cache-dir ".${EXTRAS}" \
     && pip uninstall --yes housing-service
 
-# ---- runtime: no compilers, no pip cache, a non-root user ---------------------------
+# ---- runtime: no pip cache, a non-root user; gcc because `housing train sklearn` ----
+# ---- compiles the boosters to C (trees.so, training/compiled.py) --------------------
 FROM ${PYTHON_IMAGE} AS runtime
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 housing \
     && useradd --system --uid 10001 --gid housing --home-dir /app --no-create-home housing
 COPY --from=build /opt/venv /opt/venv

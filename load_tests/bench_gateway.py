@@ -96,12 +96,12 @@ async def drive(call, concurrency: int, seconds: float, warmup: float) -> dict[s
 
 async def bench_grpc(target: str, instance: dict, concurrency: int, seconds: float, warmup: float):
     import grpc
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    from service.gateway.upstream import build_request
+    from core.tfserving import predict_request
+    from core.tfserving_protos.tensorflow_serving.apis import prediction_service_pb2_grpc
 
     columns = {name: [value] for name, value in instance.items()}
-    request = build_request("housing_sklearn", columns, 1)
+    request = predict_request("housing_sklearn", columns)
     async with grpc.aio.insecure_channel(target) as channel:
         predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
 

@@ -188,6 +188,8 @@ def grpc_corpus() -> list[GrpcCase]:
         GrpcCase("unknown label", Code.INVALID_ARGUMENT, changed(spec(version_label="gold"))),
         GrpcCase("unknown output in output_filter", Code.INVALID_ARGUMENT,
                  changed(lambda r: r.output_filter.append("price"))),
+        GrpcCase("bytes that are not a PredictRequest", Code.INVALID_ARGUMENT,
+                 lambda model: b"\xff\xff\xff\xff"),
         GrpcCase("40 MB message", Code.RESOURCE_EXHAUSTED,
                  changed(set_input(CATEGORICAL_FEATURE,
                                    tensor([b"x" * BIG_BYTES], types_pb2.DT_STRING)))),
@@ -216,6 +218,8 @@ class RestCase:
     expected: int
     body: Callable[[], bytes]
     path: str = "/v1/models/{model}:predict"
+    chunked: bool = False
+    """Sent without Content-Length, in 1 MiB chunks: the server must count as it reads."""
 
 
 def row(**changes: object) -> dict:
@@ -276,6 +280,7 @@ def rest_corpus() -> list[RestCase]:
         RestCase("one row over the row limit", 413,
                  body({"instances": [EXAMPLE_INSTANCE] * (MAX_ROWS + 1)})),
         RestCase("40 MB body", 413, lambda: b" " * BIG_BYTES),
+        RestCase("40 MB chunked body", 413, lambda: b" " * BIG_BYTES, chunked=True),
         RestCase("unknown signature", 400, body({**good, "signature_name": "nope"})),
         RestCase("signature_name not a string", 400, body({**good, "signature_name": ["x"]})),
         RestCase("unknown model", 404, body(good), "/v1/models/nope:predict"),
@@ -286,10 +291,13 @@ def rest_corpus() -> list[RestCase]:
 
 
 def send_rest(client: httpx.Client, case: RestCase, model: str) -> int:
+    data = case.body()
+    mib = 1024 * 1024
+    content = (data[i : i + mib] for i in range(0, len(data), mib)) if case.chunked else data
     try:
         response = client.post(
             case.path.format(model=model),
-            content=case.body(),
+            content=content,
             headers={"content-type": "application/json"},
         )
     except httpx.HTTPError:
@@ -384,18 +392,19 @@ def stack_model_server(models_dir: Path, logs_dir: Path, model: str) -> Iterator
     """The project's model server started exactly as ``housing serve stack`` starts it
     (same flags, batching and monitoring files), on free loopback ports."""
     from core.process import free_port
-    from deploy.local.stack import SERVICES, Stack, local_layout
+    from deploy.local.services import SERVICES, local_layout
+    from deploy.local.supervisor import Supervisor
 
     ports = {"grpc": free_port(), "rest": free_port()}
     layout = local_layout(models_dir, logs_dir, ports={"model-server": ports}, served=(model,))
-    stack = Stack(layout, [SERVICES["model-server"]])
+    service = SERVICES["model-server"]
+    supervisor = Supervisor(layout, [service])
     try:
-        service = SERVICES["model-server"]
-        running = stack.start(service)
-        stack.wait_ready(running, service, time.monotonic() + 180)
-        yield Target(f"127.0.0.1:{ports['grpc']}", f"http://127.0.0.1:{ports['rest']}", running.pid)
+        process = supervisor.start(service)
+        supervisor.wait_ready(process, service, time.monotonic() + 180)
+        yield Target(f"127.0.0.1:{ports['grpc']}", f"http://127.0.0.1:{ports['rest']}", process.pid)
     finally:
-        stack.stop()
+        supervisor.stop()
 
 
 def print_report(report: Report) -> None:

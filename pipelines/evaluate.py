@@ -41,7 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model", default=SKLEARN_MODEL, help=f"model name (default: {SKLEARN_MODEL})"
     )
     parser.add_argument(
-        "--version", type=int, default=None, help="version number (default: the latest)"
+        "--version",
+        type=int,
+        default=None,
+        help="version number (default: the 'stable' label, else the highest served version)",
     )
     parser.add_argument(
         "--models-dir",
@@ -73,7 +76,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     metrics = results["metrics"]
     low, high = metrics["test_rmse_ci95_t"]
     boot_low, boot_high = metrics["test_rmse_ci95_bootstrap"]
-    print(f"{results['model']} version {results['version']} on {metrics['test_rows']} test rows")
+    print(
+        f"{results['model']} version {results['version']} ({results['version_chosen_by']}) "
+        f"on {metrics['test_rows']} test rows"
+    )
     print(
         f"test RMSE {metrics['test_rmse']:,.0f} USD  95% CI t [{low:,.0f}, {high:,.0f}]  "
         f"bootstrap [{boot_low:,.0f}, {boot_high:,.0f}]  MAE {metrics['test_mae']:,.0f}"
@@ -138,7 +144,11 @@ def score_version(
     versions = repository.versions(model_name)
     if not versions:
         raise UserError(f"no versions of {model_name!r} in {repository.root}")
-    version = version if version is not None else versions[-1]
+    chosen_by = "--version"
+    if version is None:
+        version, chosen_by = repository.default_choice(model_name)
+        if version is None:
+            raise UserError(f"{model_name}: {chosen_by}; name one with --version")
     if version not in versions:
         raise UserError(f"{model_name} has no version {version}; versions: {versions}")
     version_dir = repository.version_dir(model_name, version)
@@ -155,6 +165,7 @@ def score_version(
     results: dict[str, Any] = {
         "model": model_name,
         "version": version,
+        "version_chosen_by": chosen_by,
         "metrics": regression_report(y_test, predictions),
         "manifest_test_rmse": manifest.get("metrics", {}).get("test_rmse"),
         "by_income_category": error_by_income_category(

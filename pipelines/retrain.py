@@ -193,7 +193,10 @@ def retrain(args: argparse.Namespace) -> dict[str, Any]:
     results["train_rows"] = int(len(train))
     results["holdout_rows"] = int(len(holdout))
 
-    production = repo.default_version(args.model) if repo.versions(args.model) else None
+    production, chosen_by = (
+        repo.default_choice(args.model) if repo.versions(args.model) else (None, "no versions")
+    )
+    results["production_chosen_by"] = chosen_by
     if production is not None:
         promotion.pin_served(repo, args.model)
         if promotion.STABLE not in repo.labels(args.model):
@@ -219,8 +222,15 @@ def retrain(args: argparse.Namespace) -> dict[str, Any]:
         results["candidate"]["metrics"]["test_rmse"], production_rmse, args.tolerance
     )
     label = promotion.STABLE if promote else promotion.CANDIDATE
-    promotion.promote(repo, args.model, candidate, label, watch=server_watch(args), reason=reason)
-    results.update(status="promoted" if promote else "not promoted", label=label, reason=reason)
+    entry = promotion.promote(
+        repo, args.model, candidate, label, watch=server_watch(args), reason=reason
+    )
+    results.update(
+        status="promoted" if promote else "not promoted",
+        label=label,
+        reason=reason,
+        applied=entry["applied"],
+    )
     finish(out, results)
     return results
 
@@ -248,6 +258,8 @@ def markdown_report(results: dict[str, Any]) -> str:
     ]
     lines += [f"- error: {e}" for e in validation.get("errors", [])]
     lines += [f"- warning: {w}" for w in validation.get("warnings", [])]
+    if "production_chosen_by" in results:
+        lines.append(f"- production version chosen by: {results['production_chosen_by']}")
     if "drift" in results:
         drift = results["drift"]
         lines += [
@@ -278,6 +290,12 @@ def markdown_report(results: dict[str, Any]) -> str:
 
 
 def run_retrain(args: argparse.Namespace) -> int:
+    if args.tolerance < 0:
+        raise UserError("--tolerance must be 0 or more")
     results = retrain(args)
-    print(json.dumps({k: results[k] for k in ("status", "label", "reason", "run_dir")}))
+    summary = {k: results[k] for k in ("status", "label", "reason", "applied", "run_dir")}
+    summary["candidate_version"] = results["candidate"]["version"]
+    summary["production_version"] = results.get("production", {}).get("version")
+    summary["production_chosen_by"] = results["production_chosen_by"]
+    print(json.dumps(summary))
     return 0

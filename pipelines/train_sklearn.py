@@ -72,6 +72,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--n-jobs", type=int, default=-1, help="parallel jobs (default: -1, every core)"
     )
     parser.add_argument(
+        "--no-compile",
+        dest="compile_trees",
+        action="store_false",
+        help=(
+            "skip the compiled trees (trees.so, built with gcc; the model server's fast form) "
+            "and publish only the joblib pipeline"
+        ),
+    )
+    parser.add_argument(
         "--runs-dir",
         type=Path,
         default=None,
@@ -98,6 +107,7 @@ def run_train_sklearn(args: argparse.Namespace) -> int:
         n_jobs=args.n_jobs,
         runs_dir=args.runs_dir,
         model_type=args.model_type,
+        compile_trees=args.compile_trees,
     )
     metrics = results["metrics"]
     low, high = metrics["test_rmse_ci95_t"]
@@ -113,6 +123,24 @@ def run_train_sklearn(args: argparse.Namespace) -> int:
         f"{results['serving']['predict_1000_rows_seconds'] * 1e3:.1f} ms/1000 rows; "
         f"trained in {results['train_seconds']:.0f} s"
     )
+    compiled = results["compiled"]
+    if "sha256" in compiled:
+        timing = compiled.get("serving", {})
+        print(
+            f"compiled trees {compiled['path']} ({compiled['trees']} trees, max relative "
+            f"difference {compiled['max_relative_difference']:.1g} on {compiled['checked_rows']} "
+            f"test rows): "
+            + ", ".join(
+                f"{timing[key] * 1e3:.2f} ms/{label}"
+                for key, label in (
+                    ("predict_1_row_seconds", "row"),
+                    ("predict_64_rows_seconds", "64 rows"),
+                )
+                if key in timing
+            )
+        )
+    else:
+        print(f"no compiled trees: {compiled.get('skipped')}")
     print(f"results: {results['results_path']}")
     return 0
 
@@ -126,11 +154,13 @@ def train_sklearn(
     model_type: str | None = None,
     params: dict[str, Any] | None = None,
     split: Split | None = None,
+    compile_trees: bool = True,
 ) -> dict[str, Any]:
     """Train, score the full book test split, publish the next version; return the results.
 
     ``sample`` trains on that many random training rows (fast tests); ``params`` overrides
-    the builder's keyword arguments (e.g. fewer iterations); ``split`` saves reloading it.
+    the builder's keyword arguments (e.g. fewer iterations); ``split`` saves reloading it;
+    ``compile_trees`` also publishes the compiled trees (``training.compiled``).
     """
     from threadpoolctl import threadpool_limits
 
@@ -197,7 +227,7 @@ def train_sklearn(
     extra_metrics["train_seconds"] = round(train_seconds, 1)
 
     version, path, manifest = publish_sklearn(
-        model, split, Path(models_dir), hyperparameters, extra_metrics
+        model, split, Path(models_dir), hyperparameters, extra_metrics, compile_trees=compile_trees
     )
     card = write_card_after_training(Path(models_dir), manifest["model"], version, split.test)
     results = {
@@ -207,6 +237,7 @@ def train_sklearn(
         "metrics": manifest["metrics"],
         "artifact": manifest["artifact"],
         "serving": manifest["serving"],
+        "compiled": manifest["compiled"],
         "hyperparameters": hyperparameters,
         "train_seconds": train_seconds,
         "sample": sample,

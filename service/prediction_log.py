@@ -54,7 +54,7 @@ class Retention:
     max_age_seconds: float = 30 * DAY
     max_rows: int = 5_000_000
     every_seconds: float = 60.0
-    max_deletes: int = 20_000
+    max_deletes: int = 5_000
     catch_up_seconds: float = 1.0
 
 
@@ -93,7 +93,11 @@ def connect(path: Path | str, busy_timeout: float = 30.0) -> sqlite3.Connection:
 
 
 class PredictionLog:
-    """Queue records from any thread; a writer thread commits them in batches."""
+    """Queue records from any thread; a writer thread commits them in batches.
+
+    ``busy_timeout``: how long a commit waits for another writer (another worker) before
+    it counts as failed; requests wait for their commit, so this bounds a locked file's cost.
+    """
 
     def __init__(
         self,
@@ -101,7 +105,7 @@ class PredictionLog:
         max_queue: int = 100_000,
         max_batch: int = 5_000,
         retention: Retention | None = None,
-        busy_timeout: float = 30.0,
+        busy_timeout: float = 5.0,
     ):
         self.path = Path(path)
         self.max_batch = max_batch

@@ -89,9 +89,7 @@ def version_numbers(model_dir: Path) -> list[int]:
     return sorted(found)
 
 
-def tree_sha256(
-    directory: Path, exclude: tuple[str, ...] = (MANIFEST_NAME, CARD_DIR)
-) -> str:
+def tree_sha256(directory: Path, exclude: tuple[str, ...] = (MANIFEST_NAME, CARD_DIR)) -> str:
     """One digest for a folder artifact (a SavedModel): relative paths and file digests.
     ``exclude`` names files or top-level folders left out (the manifest, the model card)."""
     digest = hashlib.sha256()
@@ -126,15 +124,18 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     publish_file(tmp, path)
 
 
-def verify_artifact(version_dir: Path, artifact: str = JOBLIB_NAME) -> Path:
-    """Return the artifact path after checking its SHA-256 against the manifest."""
+def verify_artifact(
+    version_dir: Path, artifact: str = JOBLIB_NAME, block: str = "artifact"
+) -> Path:
+    """Return the artifact path after checking its SHA-256 against the manifest's ``block``
+    (``artifact``: the joblib pipeline; ``compiled``: its compiled trees)."""
     manifest = read_manifest(version_dir)
-    expected = manifest.get("artifact", {}).get("sha256")
+    expected = (manifest.get(block) or {}).get("sha256")
     path = version_dir / artifact
     if not path.is_file():
         raise RepositoryError(f"missing artifact {path}")
     if not expected:
-        raise RepositoryError(f"manifest in {version_dir} records no artifact sha256")
+        raise RepositoryError(f"manifest in {version_dir} records no {block} sha256")
     actual = sha256_file(path)
     if actual != expected:
         raise ChecksumMismatch(
@@ -339,11 +340,17 @@ class ModelRepository:
     def default_version(self, name: str) -> int | None:
         """The one answer to "which version?" when none is named: the ``stable`` label, else
         (a model without labels) the highest version its policy serves, as a server would."""
+        return self.default_choice(name)[0]
+
+    def default_choice(self, name: str) -> tuple[int | None, str]:
+        """``default_version`` and why, in words to print or record next to it."""
         labels = self.labels(name)
         if DEFAULT_LABEL in labels:
-            return int(labels[DEFAULT_LABEL])
+            return int(labels[DEFAULT_LABEL]), f"the {DEFAULT_LABEL!r} label"
         served = self.served_versions(name)
-        return max(served) if served else None
+        if not served:
+            return None, "no version is served"
+        return max(served), f"no {DEFAULT_LABEL!r} label: the highest version its policy serves"
 
     def set_label(self, name: str, label: str, version: int) -> None:
         if version not in self.versions(name):

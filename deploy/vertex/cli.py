@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core import console
+from core.contract import KERAS_MODEL, SKLEARN_MODEL
 from core.errors import UserError
 
 # flag -> settings field, for the shared settings flags
@@ -35,6 +36,13 @@ SETTINGS_FLAGS: dict[str, tuple[str, Any, str]] = {
     "--api-endpoint": ("api_endpoint", str, "Vertex API host override"),
     "--models-dir": ("models_dir", Path, "local model repository (default models/)"),
 }
+
+
+# Modest by default: 12 trials, 3 at a time, each one n1-standard-4 replica for a few minutes
+# (≈ 1–2 machine-hours in all; see the README for the price). The book's 100 trials, 20 in
+# parallel, are a flag away.
+DEFAULT_TRIALS = 12
+DEFAULT_PARALLEL_TRIALS = 3
 
 
 def settings_from(args: argparse.Namespace) -> Any:
@@ -118,12 +126,29 @@ def handlers() -> dict[str, tuple[Any, Any]]:
             ),
             ops.run_deploy,
         ),
-        "predict": (lambda s, a: ops.plan_predict(s, a.endpoint, a.instances), ops.run_predict),
+        "predict": (
+            lambda s, a: ops.plan_predict(
+                s, a.endpoint, a.instances, a.model_name, a.version, a.id_column, a.output
+            ),
+            ops.run_predict,
+        ),
         "batch-predict": (
-            lambda s, a: ops.plan_batch_predict(s, a.model, a.input, a.output),
+            lambda s, a: ops.plan_batch_predict(
+                s,
+                a.model,
+                a.input,
+                a.output,
+                a.model_name,
+                a.version,
+                a.bigquery_source,
+                a.bigquery_destination,
+            ),
             ops.run_batch_predict,
         ),
-        "train": (lambda s, a: ops.plan_train(s, trainer_args(a), a.wait), ops.run_train),
+        "train": (
+            lambda s, a: ops.plan_train(s, trainer_args(a), a.wait, a.replica_count),
+            ops.run_train,
+        ),
         "tune": (
             lambda s, a: ops.plan_tune(s, trainer_args(a), a.max_trials, a.parallel_trials, a.wait),
             ops.run_tune,
@@ -143,6 +168,7 @@ def handlers() -> dict[str, tuple[Any, Any]]:
                     "batch_job": a.batch_job,
                 },
                 a.blobs,
+                a.model_files,
             ),
             ops.run_cleanup,
         ),
@@ -206,16 +232,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--traffic-split", help='explicit split as JSON, e.g. {"0": 90, "OLD_ID": 10}'
     )
 
-    predict = add("predict", "online predictions from an endpoint for instances in a file")
+    def add_served_model(parser: argparse.ArgumentParser, required: bool) -> None:
+        parser.add_argument(
+            "--model-name",
+            choices=(SKLEARN_MODEL, KERAS_MODEL),
+            required=required,
+            help="the model the endpoint serves: how missing values are encoded",
+        )
+        parser.add_argument(
+            "--version",
+            type=positive,
+            help="its local version (default: the stable one) whose imputation is used",
+        )
+
+    predict = add(
+        "predict",
+        "online predictions for the rows of a file: validated like batch scoring, sent in "
+        "requests of at most the container's instance limit",
+    )
     predict.add_argument("--endpoint", required=True, help="endpoint id or resource name")
     predict.add_argument(
         "--instances", type=Path, required=True, help="JSON, JSONL, CSV or Parquet file"
     )
+    add_served_model(predict, required=True)
+    predict.add_argument("--id-column", help="column that identifies each row in the results")
+    predict.add_argument("--output", type=Path, help="also write the rows with predictions")
 
     batch = add("batch-predict", "batch prediction job: upload instances, wait, merge results")
     batch.add_argument("--model", required=True, help="Vertex model id or resource name")
-    batch.add_argument("--input", type=Path, required=True, help="CSV, Parquet, JSON or JSONL")
-    batch.add_argument("--output", type=Path, required=True, help=".csv or .parquet")
+    batch.add_argument("--input", type=Path, help="CSV, Parquet, JSON or JSONL file")
+    batch.add_argument("--output", type=Path, help=".csv or .parquet (every input column kept)")
+    add_served_model(batch, required=False)
+    batch.add_argument(
+        "--bigquery-source", help="bq://PROJECT.DATASET.TABLE read by Vertex instead of --input"
+    )
+    batch.add_argument(
+        "--bigquery-destination", help="bq://PROJECT[.DATASET] for its results (default: project)"
+    )
 
     for name, help_text in (
         ("train", "run the Keras training as a Vertex CustomJob"),
@@ -225,10 +278,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser.add_argument("--epochs", type=positive, default=100, help="training epochs")
         parser.add_argument("--arch", help="model architecture passed to the trainer")
         parser.add_argument("--wait", action="store_true", help="wait for the job to finish")
-        if name == "tune":
-            parser.add_argument("--max-trials", type=positive, default=100, help="trials")
+        if name == "train":
             parser.add_argument(
-                "--parallel-trials", type=positive, default=20, help="trials at once"
+                "--replica-count",
+                type=positive,
+                default=1,
+                help="machines: a chief and N-1 workers under MultiWorkerMirroredStrategy",
+            )
+        if name == "tune":
+            parser.add_argument(
+                "--max-trials",
+                type=positive,
+                default=DEFAULT_TRIALS,
+                help=f"trials (default {DEFAULT_TRIALS}: each is a training job you pay for; "
+                "the book used 100)",
+            )
+            parser.add_argument(
+                "--parallel-trials",
+                type=positive,
+                default=DEFAULT_PARALLEL_TRIALS,
+                help=f"trials at once (default {DEFAULT_PARALLEL_TRIALS}; more finishes sooner "
+                "but learns less from earlier trials)",
             )
 
     undeploy = add("undeploy", "undeploy one deployed model, or all, from an endpoint")
@@ -242,5 +312,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cleanup.add_argument("--tuning-job", help="hyperparameter tuning job to delete")
     cleanup.add_argument("--batch-job", help="batch prediction job to delete")
     cleanup.add_argument(
-        "--blobs", action="store_true", help="delete every blob under gs://BUCKET/PREFIX/"
+        "--blobs",
+        action="store_true",
+        help="delete job outputs and batch files under gs://BUCKET/PREFIX/ (never uploaded models)",
+    )
+    cleanup.add_argument(
+        "--model-files",
+        action="append",
+        metavar="MODEL[/VERSION]",
+        help="also delete the uploaded files of this model (or one version): its registry "
+        "versions stop working",
     )

@@ -13,15 +13,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.contract import KERAS_MODEL, SKLEARN_MODEL
+import numpy as np
+import pandas as pd
+
+from core.contract import KERAS_MODEL, NULLABLE_FEATURES, SKLEARN_MODEL
 from core.errors import UserError
 from deploy.vertex import gcs
 from deploy.vertex.cloud import Cloud, cloud_errors
-from deploy.vertex.instances import instance_key, prediction_value, read_table, to_instances
+from deploy.vertex.instances import (
+    instance_key,
+    json_value,
+    missing_value_encoding,
+    prediction_value,
+    read_table,
+    to_instances,
+)
 from deploy.vertex.settings import VertexSettings
 from training.repository import ModelRepository, RepositoryError
 
 PREDICTION_COLUMN = "predicted_median_house_value"
+ERROR_COLUMN = "error"
 GATEWAY_PORT = 8000
 TRAINER_MODULE = "deploy.vertex.trainer"
 HP_METRIC = "val_rmse"
@@ -47,13 +58,24 @@ class Plan:
         return any(s["call"] == call for s in self.steps)
 
     def to_json(self) -> dict[str, Any]:
+        """The plan as printed by ``--dry-run``: long instance lists shown as a count and
+        their first rows."""
         version = {} if self.version is None else {"version": self.version}
+        steps = []
+        for step in self.steps:
+            kwargs = dict(step["kwargs"])
+            if isinstance(kwargs.get("instances"), list) and len(kwargs["instances"]) > 3:
+                kwargs["instances"] = {
+                    "count": len(kwargs["instances"]),
+                    "first": kwargs["instances"][:3],
+                }
+            steps.append({"call": step["call"], "kwargs": kwargs})
         return {
             "operation": self.operation,
             "project": self.project,
             "location": self.location,
             **version,
-            "steps": self.steps,
+            "steps": steps,
         }
 
 
@@ -307,50 +329,173 @@ def run_undeploy(cloud: Cloud, plan: Plan) -> dict[str, Any]:
 # ---- predict --------------------------------------------------------------------------
 
 
-def plan_predict(settings: VertexSettings, endpoint: str, instances_file: Path) -> Plan:
+def instance_limit() -> int:
+    """Instances per request the serving container accepts (the gateway's ``max_instances``)."""
+    from service.gateway.settings import GatewaySettings
+
+    return int(GatewaySettings.model_fields["max_instances"].default)
+
+
+def checked_rows(
+    settings: VertexSettings, model: str, version: int | None, frame: pd.DataFrame
+) -> tuple[list[int], dict[int, str], list[dict[str, Any]]]:
+    """(valid row positions, rejected position -> reason, instances of the valid rows).
+
+    Rows are validated like batch scoring does; missing values are encoded for the model's
+    container from the local version the endpoint serves (default: the stable one)."""
+    from pipelines.batch.validate import validate
+
+    checked = validate(frame.reset_index(drop=True))
+    valid = [int(i) for i in checked.valid.nonzero()[0]]
+    rejected = {i: "; ".join(reasons) for i, reasons in sorted(checked.reasons.items())}
+    rows = frame.iloc[valid]
+    fill: dict[str, float] = {}
+    if rows[list(NULLABLE_FEATURES)].isna().any().any():
+        _, folder, manifest, _ = resolve_version(settings, model, version, None)
+        fill = missing_value_encoding(folder, str(manifest.get("platform")))
+    return valid, rejected, to_instances(rows, fill)
+
+
+def plan_predict(
+    settings: VertexSettings,
+    endpoint: str,
+    instances_file: Path,
+    model: str,
+    version: int | None = None,
+    id_column: str | None = None,
+    output: Path | None = None,
+) -> Plan:
     plan = new_plan(settings, "predict")
-    instances = to_instances(read_table(instances_file))
+    frame = read_table(instances_file)
+    if id_column is not None and id_column not in frame.columns:
+        raise UserError(f"{instances_file}: no id column {id_column!r}")
+    if output is not None and output.suffix.lower() not in (".csv", ".parquet"):
+        raise UserError(f"{output}: output must be .csv or .parquet")
+    valid, rejected, instances = checked_rows(settings, model, version, frame)
     plan.add("aiplatform.Endpoint", endpoint_name=endpoint)
-    plan.add("Endpoint.predict", instances=instances)
+    limit = instance_limit()
+    for start in range(0, len(instances), limit):
+        plan.add("Endpoint.predict", instances=instances[start : start + limit])
+    plan.add(
+        "output.rows",
+        source=str(instances_file),
+        rows=len(frame),
+        valid=valid,
+        rejected={str(i): reason for i, reason in rejected.items()},
+        id_column=id_column,
+        output=None if output is None else str(output),
+    )
     return plan
 
 
 def run_predict(cloud: Cloud, plan: Plan) -> dict[str, Any]:
     from google.cloud import aiplatform
 
+    predictions: list[float] = []
     with cloud_errors("predict"):
         endpoint = aiplatform.Endpoint(**plan.step("aiplatform.Endpoint"))
-        response = endpoint.predict(**plan.step("Endpoint.predict"))
+        for step in plan.steps:
+            if step["call"] == "Endpoint.predict":
+                response = endpoint.predict(**step["kwargs"])
+                predictions += [prediction_value(p) for p in response.predictions]
+    out = plan.step("output.rows")
+    frame = with_predictions(out["source"], out["valid"], predictions, out["rejected"])
+    rows = []
+    pairs = zip(frame[PREDICTION_COLUMN], frame[ERROR_COLUMN], strict=True)
+    for i, (value, error) in enumerate(pairs):
+        result: dict[str, Any] = {"row": i + 1}
+        if out["id_column"]:
+            result[out["id_column"]] = json_value(frame[out["id_column"]].iat[i])
+        failed = isinstance(error, str)
+        result.update({ERROR_COLUMN: error} if failed else {PREDICTION_COLUMN: float(value)})
+        rows.append(result)
+    if out["output"]:
+        write_frame(frame, Path(out["output"]))
     return {
-        "predictions": [prediction_value(p) for p in response.predictions],
-        "deployed_model_id": response.deployed_model_id,
-        "model": response.model_resource_name,
-        "model_version_id": response.model_version_id,
+        "rows": rows,
+        "predicted": len(predictions),
+        "rejected": len(out["rejected"]),
+        "requests": sum(s["call"] == "Endpoint.predict" for s in plan.steps),
+        "deployed_model_id": response.deployed_model_id if predictions else None,
+        "output": out["output"],
     }
+
+
+def with_predictions(
+    source: str, valid: list[int], predictions: list[float], rejected: dict[str, str]
+) -> pd.DataFrame:
+    """The input file's rows (every column, in order) with the prediction of each valid row
+    and the reason each rejected row was not sent."""
+    frame = read_table(Path(source)).reset_index(drop=True)
+    values = np.full(len(frame), np.nan)
+    values[valid] = predictions
+    reasons: list[str | None] = [None] * len(frame)
+    for row, reason in rejected.items():
+        reasons[int(row)] = reason
+    frame[PREDICTION_COLUMN] = values
+    frame[ERROR_COLUMN] = reasons
+    return frame
+
+
+def write_frame(frame: pd.DataFrame, output: Path) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.suffix.lower() == ".csv":
+        frame.to_csv(output, index=False)
+    else:
+        frame.to_parquet(output, index=False)
 
 
 # ---- batch-predict --------------------------------------------------------------------
 
 
 def plan_batch_predict(
-    settings: VertexSettings, model: str, input_file: Path, output_file: Path
+    settings: VertexSettings,
+    model: str,
+    input_file: Path | None,
+    output_file: Path | None,
+    model_name: str | None = None,
+    version: int | None = None,
+    bigquery_source: str | None = None,
+    bigquery_destination: str | None = None,
 ) -> Plan:
+    """A local CSV/Parquet/JSON(L) file: rows validated like batch scoring, valid ones
+    uploaded as JSONL (missing values encoded for the model's container), results merged
+    back into the file's rows (id and every other column kept). Or a BigQuery table read
+    and written by Vertex itself (``bq://project.dataset.table``)."""
     plan = new_plan(settings, "batch-predict", bucket=True)
-    if output_file.suffix.lower() not in (".csv", ".parquet"):
-        raise UserError(f"{output_file}: output must be .csv or .parquet")
     folder = f"{settings.gcs_root()}/batch/{stamp()}"
-    frame = read_table(input_file)
-    source = f"{folder}/instances.jsonl"
-    plan.add(
-        "storage.upload_jsonl", source=str(input_file), destination=source, instances=len(frame)
-    )
+    job: dict[str, Any] = {"job_display_name": f"housing-batch-{stamp()}"}
+    if bigquery_source is not None:
+        if input_file is not None or not bigquery_source.startswith("bq://"):
+            raise UserError("--bigquery-source takes bq://PROJECT.DATASET.TABLE, without --input")
+        destination = bigquery_destination or f"bq://{settings.project}"
+        job |= {
+            "bigquery_source": bigquery_source,
+            "bigquery_destination_prefix": destination,
+            "instances_format": "bigquery",
+            "predictions_format": "bigquery",
+        }
+    else:
+        if input_file is None or output_file is None:
+            raise UserError("give --input and --output (or --bigquery-source)")
+        if output_file.suffix.lower() not in (".csv", ".parquet"):
+            raise UserError(f"{output_file}: output must be .csv or .parquet")
+        if model_name is None:
+            raise UserError("--model-name: which model the Vertex model is (missing values)")
+        frame = read_table(input_file)
+        valid, rejected, instances = checked_rows(settings, model_name, version, frame)
+        if not instances:
+            raise UserError(f"{input_file}: no valid row to predict ({len(rejected)} rejected)")
+        source = f"{folder}/instances.jsonl"
+        plan.add("storage.upload_jsonl", destination=source, instances=instances, content="jsonl")
+        job |= {
+            "gcs_source": source,
+            "gcs_destination_prefix": f"{folder}/output",
+            "instances_format": "jsonl",
+            "predictions_format": "jsonl",
+        }
     plan.add("aiplatform.Model", model_name=model)
-    job: dict[str, Any] = {
-        "job_display_name": f"housing-batch-{stamp()}",
-        "gcs_source": source,
-        "gcs_destination_prefix": f"{folder}/output",
-        "instances_format": "jsonl",
-        "predictions_format": "jsonl",
+    job |= {
         **machine_kwargs(settings),
         "starting_replica_count": settings.min_replicas,
         "max_replica_count": max(settings.max_replicas, settings.min_replicas),
@@ -359,24 +504,30 @@ def plan_batch_predict(
     if settings.service_account:
         job["service_account"] = settings.service_account
     plan.add("Model.batch_predict", **job)
-    plan.add("storage.merge_results", output=str(output_file), column=PREDICTION_COLUMN)
+    if bigquery_source is None:
+        assert input_file is not None and output_file is not None
+        plan.add(
+            "output.merge_results",
+            source=str(input_file),
+            output=str(output_file),
+            valid=valid,
+            rejected={str(i): reason for i, reason in rejected.items()},
+        )
     return plan
 
 
 def run_batch_predict(cloud: Cloud, plan: Plan) -> dict[str, Any]:
-    import pandas as pd
     from google.cloud import aiplatform
 
-    upload = plan.step("storage.upload_jsonl")
-    frame = read_table(Path(upload["source"]))
-    instances = to_instances(frame)
-    with cloud_errors(f"write {upload['destination']}"):
-        gcs.upload_text(
-            cloud.storage,
-            "".join(json.dumps(i) + "\n" for i in instances),
-            upload["destination"],
-            "application/jsonl",
-        )
+    if plan.has("storage.upload_jsonl"):
+        upload = plan.step("storage.upload_jsonl")
+        with cloud_errors(f"write {upload['destination']}"):
+            gcs.upload_text(
+                cloud.storage,
+                "".join(json.dumps(i) + "\n" for i in upload["instances"]),
+                upload["destination"],
+                "application/jsonl",
+            )
     with cloud_errors("batch prediction"):
         model = aiplatform.Model(**plan.step("aiplatform.Model"))
         job = model.batch_predict(**plan.step("Model.batch_predict"))
@@ -385,6 +536,8 @@ def run_batch_predict(cloud: Cloud, plan: Plan) -> dict[str, Any]:
         raise UserError(f"batch prediction job {job.resource_name} ended in {state}")
     if job.output_info is None:
         raise UserError(f"batch prediction job {job.resource_name} reported no output")
+    if not plan.has("output.merge_results"):
+        return {"job": job.resource_name, "output_table": job.output_info.bigquery_output_table}
     output_dir = job.output_info.gcs_output_directory
     results: dict[str, float] = {}
     errors = 0
@@ -401,56 +554,80 @@ def run_batch_predict(cloud: Cloud, plan: Plan) -> dict[str, Any]:
                     errors += 1
                     continue
                 results[instance_key(record["instance"])] = prediction_value(record["prediction"])
-    merge = plan.step("storage.merge_results")
-    values = [results.get(instance_key(i)) for i in instances]
-    frame[merge["column"]] = pd.Series(values, index=frame.index, dtype="float64")
-    output = Path(merge["output"])
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if output.suffix.lower() == ".csv":
-        frame.to_csv(output, index=False)
-    else:
-        frame.to_parquet(output, index=False)
-    missing = sum(v is None for v in values)
+    merge = plan.step("output.merge_results")
+    sent = plan.step("storage.upload_jsonl")["instances"]
+    found = [results.get(instance_key(i)) for i in sent]
+    frame = with_predictions(
+        merge["source"],
+        merge["valid"],
+        [float("nan") if v is None else v for v in found],
+        merge["rejected"],
+    )
+    write_frame(frame, Path(merge["output"]))
+    missing = sum(v is None for v in found)
     return {
         "job": job.resource_name,
         "output_directory": output_dir,
         "rows": len(frame),
-        "predicted": len(frame) - missing,
+        "predicted": len(found) - missing,
+        "rejected": len(merge["rejected"]),
         "missing": missing,
         "errors": errors,
-        "output": str(output),
+        "output": merge["output"],
     }
 
 
 # ---- train / tune ---------------------------------------------------------------------
 
 
-def worker_pool_specs(settings: VertexSettings, trainer_args: list[str]) -> list[dict[str, Any]]:
+def trainer_image(settings: VertexSettings) -> str:
+    """The CUDA build when an accelerator is requested: the CPU image's TensorFlow would
+    leave the paid-for GPUs idle."""
+    if settings.accelerator_type:
+        if not settings.trainer_image_gpu:
+            raise UserError(
+                f"--accelerator-type {settings.accelerator_type} needs the GPU trainer image "
+                "(docker build --build-arg EXTRAS='[gpu]' -f docker/trainer.Dockerfile .): "
+                "pass --trainer-image-gpu or set HOUSING_VERTEX_TRAINER_IMAGE_GPU"
+            )
+        return settings.trainer_image_gpu
     if not settings.trainer_image:
         raise UserError(
             "no trainer image: pass --trainer-image or set HOUSING_VERTEX_TRAINER_IMAGE"
         )
+    return settings.trainer_image
+
+
+def worker_pool_specs(
+    settings: VertexSettings, trainer_args: list[str], replicas: int = 1
+) -> list[dict[str, Any]]:
+    """Pool 0 is the chief; with ``replicas`` > 1 a second pool holds the other workers.
+    Vertex then sets ``TF_CONFIG`` (chief + workers) and the trainer runs under
+    MultiWorkerMirroredStrategy, the chief alone exporting the model."""
     machine: dict[str, Any] = {"machine_type": settings.machine_type}
     if settings.accelerator_type:
         machine["accelerator_type"] = settings.accelerator_type
         machine["accelerator_count"] = settings.accelerators
-    return [
-        {
-            "machine_spec": machine,
-            "replica_count": 1,
-            "container_spec": {
-                "image_uri": settings.trainer_image,
-                "command": ["python", "-m", TRAINER_MODULE],
-                "args": trainer_args,
-            },
-        }
-    ]
+    pool = {
+        "machine_spec": machine,
+        "container_spec": {
+            "image_uri": trainer_image(settings),
+            "command": ["python", "-m", TRAINER_MODULE],
+            "args": trainer_args,
+        },
+    }
+    pools = [{**pool, "replica_count": 1}]
+    if replicas > 1:
+        pools.append({**pool, "replica_count": replicas - 1})
+    return pools
 
 
-def custom_job_kwargs(settings: VertexSettings, name: str, trainer_args: list[str]) -> dict:
+def custom_job_kwargs(
+    settings: VertexSettings, name: str, trainer_args: list[str], replicas: int = 1
+) -> dict:
     return {
         "display_name": name,
-        "worker_pool_specs": worker_pool_specs(settings, trainer_args),
+        "worker_pool_specs": worker_pool_specs(settings, trainer_args, replicas),
         "base_output_dir": f"{settings.gcs_root()}/jobs/{name}",
         "staging_bucket": f"gs://{settings.bucket}",
         "labels": {"service": "housing"},
@@ -464,11 +641,13 @@ def run_kwargs(settings: VertexSettings, wait: bool) -> dict[str, Any]:
     return kwargs
 
 
-def plan_train(settings: VertexSettings, trainer_args: list[str], wait: bool) -> Plan:
+def plan_train(
+    settings: VertexSettings, trainer_args: list[str], wait: bool, replicas: int = 1
+) -> Plan:
     plan = new_plan(settings, "train", bucket=True)
     plan.add(
         "aiplatform.CustomJob",
-        **custom_job_kwargs(settings, f"housing-keras-{stamp()}", trainer_args),
+        **custom_job_kwargs(settings, f"housing-keras-{stamp()}", trainer_args, replicas),
     )
     plan.add("CustomJob.run" if wait else "CustomJob.submit", **run_kwargs(settings, wait))
     return plan
@@ -600,14 +779,20 @@ JOB_LOOKUPS = {
 }
 
 
+# What ``cleanup --blobs`` removes under gs://BUCKET/PREFIX: job outputs and batch files.
+# Uploaded model versions (``models/``) back registry Models and go only when named.
+SCRATCH_FOLDERS = ("batch", "jobs")
+
+
 def plan_cleanup(
     settings: VertexSettings,
     endpoint: str | None,
     model: str | None,
     jobs: dict[str, str | None],
     blobs: bool,
+    model_files: list[str] | None = None,
 ) -> Plan:
-    plan = new_plan(settings, "cleanup", bucket=blobs)
+    plan = new_plan(settings, "cleanup", bucket=blobs or bool(model_files))
     if endpoint:
         plan.add("aiplatform.Endpoint", endpoint_name=endpoint)
         plan.add("Endpoint.undeploy_all", sync=True)
@@ -621,9 +806,17 @@ def plan_cleanup(
             plan.add(lookup, **{argument: name})
             plan.add(delete, sync=True)
     if blobs:
-        plan.add("storage.delete_prefix", prefix=settings.gcs_root())
+        for folder in SCRATCH_FOLDERS:
+            plan.add("storage.delete_prefix", prefix=f"{settings.gcs_root()}/{folder}")
+    for named in model_files or []:
+        name, _, version = named.partition("/")
+        if name not in (SKLEARN_MODEL, KERAS_MODEL) or (version and not version.isdigit()):
+            raise UserError(f"--model-files {named!r}: expected MODEL or MODEL/VERSION")
+        plan.add("storage.delete_prefix", prefix=f"{settings.gcs_root()}/models/{named}")
     if not plan.steps:
-        raise UserError("nothing to clean up: give --endpoint, --model, a job or --blobs")
+        raise UserError(
+            "nothing to clean up: give --endpoint, --model, a job, --blobs or --model-files"
+        )
     return plan
 
 

@@ -26,3 +26,70 @@ def group_cpu_seconds(pgids: set[int]) -> float:
         if int(fields[2]) in pgids:
             total += int(fields[11]) + int(fields[12])
     return total / TICKS
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def process_tree(root: int) -> set[int]:
+    """``root`` and every live descendant (services a launcher started in their own sessions
+    included), found through the parent pids in /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        fields = _stat_fields(int(stat.parent.name))
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid not in tree:
+            tree.add(pid)
+            todo.extend(children.get(pid, []))
+    return tree
+
+
+def role(pid: int) -> str:
+    """A short name for a process of the stack: the ``housing serve`` subcommand, or the
+    program's name (prometheus)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    words = [w.decode(errors="replace") for w in argv if w]
+    if "serve" in words and words.index("serve") + 1 < len(words):
+        return words[words.index("serve") + 1]
+    return Path(words[0]).name if words else "?"
+
+
+def groups_by_role(root: int) -> dict[str, set[int]]:
+    """Process groups of ``root``'s tree, keyed by the role of each group's processes."""
+    groups: dict[str, set[int]] = {}
+    for pid in process_tree(root):
+        fields = _stat_fields(pid)
+        if fields is not None:
+            groups.setdefault(role(pid), set()).add(int(fields[2]))
+    return groups
+
+
+def resident_mb(pid: int) -> float:
+    """Resident set size in MB (0 if the process is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def resident_by_role(root: int) -> dict[str, list[float]]:
+    """RSS (MB) of each process in ``root``'s tree, by role: a gateway's workers each count."""
+    sizes: dict[str, list[float]] = {}
+    for pid in sorted(process_tree(root)):
+        sizes.setdefault(role(pid), []).append(round(resident_mb(pid), 1))
+    return sizes

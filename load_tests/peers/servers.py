@@ -1,8 +1,9 @@
 """How each server under comparison is started and spoken to, all over the same model.
 
 Each ``Peer`` knows how to start its process(es) on free loopback ports, the URL to POST
-to, and how to encode the same feature rows in its own wire format. The project's entry
-is the production path: gateway (REST) → gRPC → model server with server-side batching.
+to per model, and how to encode the same feature rows in its own wire format. The project's
+entry is what a user runs: ``housing serve stack`` (what ``make run`` starts) with its own
+defaults; only its ports (free ones) and its logs folder are set here.
 """
 
 from __future__ import annotations
@@ -11,40 +12,31 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from core.contract import FEATURES, NUMERIC_FEATURES, SKLEARN_MODEL
-from core.process import LOOPBACK, ManagedProcess, free_port
-from load_tests import stack
+from core.contract import FEATURES, KERAS_MODEL, NUMERIC_FEATURES, SKLEARN_MODEL
+from core.process import LOOPBACK, ManagedProcess, free_port, housing_argv
 from load_tests.peers import envs
 
 Rows = list[dict[str, Any]]
 
-# TF Serving's BatchingParameters text proto, read by the project's model server. One batch
-# thread and no batch timeout measured best here: two threads in one Python process fight
-# over the GIL (about 35% more CPU per request), and with a closed loop the queue fills
-# while the single thread runs, so batches form without waiting.
-BATCHING = """\
-max_batch_size { value: 256 }
-batch_timeout_micros { value: 0 }
-max_enqueued_batches { value: 1000 }
-num_batch_threads { value: 1 }
-"""
-
 
 @dataclass
 class Context:
-    """What every peer gets: the joblib artifact, its version folder, a scratch folder."""
+    """What every peer gets: the sklearn version folder every server serves, the model
+    repository the project's stack serves (that version is its default), a scratch folder."""
 
     version_dir: Path
+    models_dir: Path
     workdir: Path
     workers: int = 2
-    batching: str = BATCHING
+    ready_timeout: float = 600
 
     @property
     def joblib_path(self) -> Path:
@@ -54,7 +46,14 @@ class Context:
 @dataclass
 class Started:
     processes: list[ManagedProcess]
-    url: str
+    urls: dict[str, str]
+    """predict URL by model name (peers serve only the sklearn model)"""
+    startup: dict[str, float] = field(default_factory=dict)
+    """seconds from spawn to ready, by component, where the launcher reports it"""
+
+    @property
+    def url(self) -> str:
+        return self.urls[SKLEARN_MODEL]
 
     def stop(self) -> None:
         for proc in reversed(self.processes):
@@ -75,7 +74,10 @@ def wait_predicting(started: Started, encode: Callable[[Rows], str], rows: Rows,
     headers = {"content-type": "application/json"}
 
     def probe() -> bool:
-        return httpx.post(started.url, content=body, headers=headers, timeout=5).is_success
+        return all(
+            httpx.post(url, content=body, headers=headers, timeout=5).is_success
+            for url in started.urls.values()
+        )
 
     try:
         for proc in started.processes:
@@ -117,29 +119,33 @@ def on_path(env: envs.PeerEnv) -> dict[str, str]:
 
 
 def start_project(ctx: Context) -> Started:
-    """Model server (only this version, batching on) + gateway, as in production."""
+    """``housing serve stack`` as ``make run`` starts it, on free ports. Ready once it prints
+    its banner; the gateway's start-up time is read off its progress lines."""
     folder = ctx.workdir / "project"
-    folder.mkdir(parents=True, exist_ok=True)
-    config = folder / "models.config"
-    config.write_text(
-        "model_config_list {\n  config {\n"
-        f'    name: "{SKLEARN_MODEL}"\n    base_path: "{ctx.version_dir.parent}"\n'
-        '    model_platform: "sklearn"\n'
-        f"    model_version_policy {{ specific {{ versions: {int(ctx.version_dir.name)} }} }}\n"
-        "  }\n}\n"
-    )
-    batching = folder / "batching.config"
-    batching.write_text(ctx.batching)
-    server = stack.model_server(config, folder / "model-server.log", batching_file=batching)
-    server.start()
-    gateway = stack.gateway(
-        {SKLEARN_MODEL: server.address("grpc")},
-        folder / "gateway.log",
-        env={"HOUSING_PREDICTION_LOG_PATH": str(folder / "predictions.sqlite3")},
-    )
-    gateway.start()
-    url = f"{gateway.url()}/v1/models/{SKLEARN_MODEL}:predict"
-    return Started([server, gateway], url)
+    ports = {role: free_port() for role in ("gateway", "grpc", "rest", "prometheus")}
+    argv = housing_argv(
+        "serve", "stack", "--models-dir", str(ctx.models_dir), "--logs-dir", str(folder),
+        "--gateway-port", str(ports["gateway"]), "--grpc-port", str(ports["grpc"]),
+        "--rest-port", str(ports["rest"]), "--prometheus-port", str(ports["prometheus"]),
+    )  # fmt: skip
+    proc = ManagedProcess("stack", argv, folder / "stack.log", ports={"http": ports["gateway"]})
+    proc.start()
+    seen: dict[str, float] = {}
+    started_at = time.monotonic()
+
+    def banner() -> bool:
+        text = proc.log_text()
+        for marker in ("starting gateway", "stack: ready"):
+            if marker in text and marker not in seen:
+                seen[marker] = time.monotonic()
+        return "stack: ready" in seen
+
+    proc.wait_ready(banner, ctx.ready_timeout)
+    startup = {"stack": seen["stack: ready"] - started_at}
+    if "starting gateway" in seen:
+        startup["gateway"] = seen["stack: ready"] - seen["starting gateway"]
+    urls = {m: f"{proc.url()}/v1/models/{m}:predict" for m in (SKLEARN_MODEL, KERAS_MODEL)}
+    return Started([proc], urls, startup)
 
 
 def start_plain_fastapi(ctx: Context) -> Started:
@@ -155,7 +161,7 @@ def start_plain_fastapi(ctx: Context) -> Started:
         ctx.workdir / "plain-fastapi.log",
         env={"HOUSING_PEER_MODEL": str(ctx.joblib_path)},
     ).start()
-    return Started([proc], f"http://{LOOPBACK}:{port}/v1/predict")
+    return Started([proc], {SKLEARN_MODEL: f"http://{LOOPBACK}:{port}/v1/predict"})
 
 
 def start_mlserver(ctx: Context) -> Started:
@@ -183,7 +189,7 @@ def start_mlserver(ctx: Context) -> Started:
         folder / "mlserver.log",
         env=on_path(env),
     ).start()
-    return Started([proc], f"http://{LOOPBACK}:{port}/v2/models/housing/infer")
+    return Started([proc], {SKLEARN_MODEL: f"http://{LOOPBACK}:{port}/v2/models/housing/infer"})
 
 
 def start_mlflow(ctx: Context) -> Started:
@@ -202,12 +208,12 @@ def start_mlflow(ctx: Context) -> Started:
     ]  # fmt: skip
     proc = ManagedProcess("mlflow", argv, ctx.workdir / "mlflow.log", env=on_path(env))
     proc.start()
-    return Started([proc], f"http://{LOOPBACK}:{port}/invocations")
+    return Started([proc], {SKLEARN_MODEL: f"http://{LOOPBACK}:{port}/invocations"})
 
 
 PEERS: dict[str, Peer] = {
     "project": Peer(
-        "project", "gateway → gRPC → model server (batching)", start_project, instances_body
+        "project", "housing serve stack (its defaults, as make run)", start_project, instances_body
     ),
     "plain-fastapi": Peer(
         "plain-fastapi",

@@ -15,6 +15,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from core.tfserving import RetryPolicy
 from service.monitoring.cards import card_router
 from service.monitoring.monitor import DriftMonitor, MonitorSettings, default_models_dir
 from service.monitoring.routes import drift_router
@@ -25,7 +26,7 @@ from .metrics import GatewayMetrics
 from .middleware import GatewayMiddleware
 from .predictor import GatewayPredictor, Predictor
 from .settings import GatewaySettings
-from .upstream import TFServingClient
+from .upstream import TFServingUpstream
 
 DESCRIPTION = """\
 Predicts California district median house values (Géron, *Hands-On ML*, chapter 2) by
@@ -44,11 +45,15 @@ DOC_PATHS = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 
 
 def default_predictor(settings: GatewaySettings, metrics: GatewayMetrics) -> GatewayPredictor:
-    upstream = TFServingClient(
+    policy = RetryPolicy(
+        attempt_seconds=settings.deadline_seconds,
+        budget_seconds=settings.deadline_seconds,
+        max_retries=settings.retries,
+        backoff=settings.retry_backoff_seconds,
+    )
+    upstream = TFServingUpstream(
         settings.upstreams,
-        deadline_seconds=settings.deadline_seconds,
-        retries=settings.retries,
-        retry_backoff_seconds=settings.retry_backoff_seconds,
+        policy,
         retry_after_seconds=settings.retry_after_seconds,
         metrics=metrics,
     )
@@ -57,6 +62,8 @@ def default_predictor(settings: GatewaySettings, metrics: GatewayMetrics) -> Gat
         upstream,
         settings.upstreams,
         metrics=metrics,
+        deadline_seconds=settings.deadline_seconds,
+        retry_after_seconds=settings.retry_after_seconds,
         chunk_size=settings.chunk_size,
         max_concurrent_chunks=settings.max_concurrent_chunks,
         canary_percent=settings.canary_percent,
@@ -159,6 +166,7 @@ def create_app(
         max_in_flight_predictions=settings.max_in_flight_predictions,
         max_queued_predictions=settings.max_queued_predictions,
         retry_after_seconds=settings.retry_after_seconds,
+        body_timeout_seconds=settings.body_timeout_seconds,
     )
     if settings.cors_origins:
         app.add_middleware(

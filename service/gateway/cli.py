@@ -160,19 +160,22 @@ def serve_one(host: str, port: int, level: str, reuse_port: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .metrics import MULTIPROC_ENV
+
     settings, overrides = load_settings(args)
     export(overrides)
     host, port, level = settings.host, settings.listen_port, settings.log_level
-    if settings.workers == 1:
+    if settings.workers == 1 and not os.environ.get(MULTIPROC_ENV):
         serve_one(host, port, level, reuse_port=False)
         return 0
+    # several workers, or a metrics folder to keep tidy (emptied at start, dead marked)
     return supervise(settings.workers, host, port, level)
 
 
 def metrics_folder() -> tuple[Path, bool]:
     """The workers' shared metrics folder, emptied of earlier runs' files; True when it is a
     temporary folder this process must remove."""
-    from service.gateway.metrics import MULTIPROC_ENV
+    from .metrics import MULTIPROC_ENV
 
     given = os.environ.get(MULTIPROC_ENV)
     folder = Path(given) if given else Path(tempfile.mkdtemp(prefix="housing-gateway-metrics-"))

@@ -84,52 +84,77 @@ class NotReady(GatewayError):
     status, code = 503, "not_ready"
 
 
+class ModelLoading(GatewayError):
+    """The addressed version (or the version a label points to) is not loaded yet."""
+
+    status, code = 503, "model_loading"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
 @dataclass(frozen=True)
 class HttpMapping:
     status: int
     code: str
+    message: str
     retry_after: bool = False
 
 
-# The one table. INVALID_ARGUMENT is the upstream rejecting a request the gateway let
-# through (400; the gateway's own validation answers 422). RESOURCE_EXHAUSTED is 413 when
-# the upstream says the message was too large, else 429 (overloaded, retry later).
+# The one table. Messages are generic on purpose: the upstream's address and text go to the
+# log (keyed by request id), never to clients. INVALID_ARGUMENT is the upstream rejecting a
+# request the gateway let through (400; the gateway's own validation answers 422).
+# RESOURCE_EXHAUSTED is an overloaded upstream (429, retry later). NOT_FOUND is 404 here; the
+# predictor turns it into 503 ``model_loading`` when the version is still loading.
+_UNAVAILABLE = "the model server is unavailable; retry later"
+_FAILED = "the model server failed to answer"
 GRPC_TO_HTTP: dict[grpc.StatusCode, HttpMapping] = {
-    grpc.StatusCode.CANCELLED: HttpMapping(503, "upstream_cancelled", retry_after=True),
-    grpc.StatusCode.UNKNOWN: HttpMapping(502, "upstream_error"),
-    grpc.StatusCode.INVALID_ARGUMENT: HttpMapping(400, "upstream_invalid_argument"),
-    grpc.StatusCode.DEADLINE_EXCEEDED: HttpMapping(504, "upstream_timeout"),
-    grpc.StatusCode.NOT_FOUND: HttpMapping(404, "not_found"),
-    grpc.StatusCode.ALREADY_EXISTS: HttpMapping(409, "conflict"),
-    grpc.StatusCode.PERMISSION_DENIED: HttpMapping(403, "forbidden"),
-    grpc.StatusCode.RESOURCE_EXHAUSTED: HttpMapping(429, "upstream_overloaded", retry_after=True),
-    grpc.StatusCode.FAILED_PRECONDITION: HttpMapping(503, "model_not_ready", retry_after=True),
-    grpc.StatusCode.ABORTED: HttpMapping(503, "upstream_aborted", retry_after=True),
-    grpc.StatusCode.OUT_OF_RANGE: HttpMapping(400, "out_of_range"),
-    grpc.StatusCode.UNIMPLEMENTED: HttpMapping(501, "not_implemented"),
-    grpc.StatusCode.INTERNAL: HttpMapping(502, "upstream_error"),
-    grpc.StatusCode.UNAVAILABLE: HttpMapping(503, "upstream_unavailable", retry_after=True),
-    grpc.StatusCode.DATA_LOSS: HttpMapping(502, "upstream_error"),
-    grpc.StatusCode.UNAUTHENTICATED: HttpMapping(502, "upstream_unauthenticated"),
+    grpc.StatusCode.CANCELLED: HttpMapping(
+        503, "upstream_cancelled", "the model server cancelled the call; retry later", True
+    ),
+    grpc.StatusCode.UNKNOWN: HttpMapping(502, "upstream_error", _FAILED),
+    grpc.StatusCode.INVALID_ARGUMENT: HttpMapping(
+        400, "upstream_invalid_argument", "the model server rejected the request as invalid"
+    ),
+    grpc.StatusCode.DEADLINE_EXCEEDED: HttpMapping(
+        504, "upstream_timeout", "the model server did not answer within the deadline"
+    ),
+    grpc.StatusCode.NOT_FOUND: HttpMapping(
+        404, "not_found", "the model server does not serve that model or version"
+    ),
+    grpc.StatusCode.ALREADY_EXISTS: HttpMapping(409, "conflict", "conflict at the model server"),
+    grpc.StatusCode.PERMISSION_DENIED: HttpMapping(
+        403, "forbidden", "the model server refused the request"
+    ),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: HttpMapping(
+        429, "upstream_overloaded", "the model server is overloaded; retry later", True
+    ),
+    grpc.StatusCode.FAILED_PRECONDITION: HttpMapping(
+        503, "model_not_ready", "the model is not ready; retry later", True
+    ),
+    grpc.StatusCode.ABORTED: HttpMapping(
+        503, "upstream_aborted", "the model server aborted the call; retry later", True
+    ),
+    grpc.StatusCode.OUT_OF_RANGE: HttpMapping(
+        400, "out_of_range", "the model server found an input out of range"
+    ),
+    grpc.StatusCode.UNIMPLEMENTED: HttpMapping(
+        501, "not_implemented", "the model server does not implement this call"
+    ),
+    grpc.StatusCode.INTERNAL: HttpMapping(502, "upstream_error", _FAILED),
+    grpc.StatusCode.UNAVAILABLE: HttpMapping(503, "upstream_unavailable", _UNAVAILABLE, True),
+    grpc.StatusCode.DATA_LOSS: HttpMapping(502, "upstream_error", _FAILED),
+    grpc.StatusCode.UNAUTHENTICATED: HttpMapping(
+        502, "upstream_unauthenticated", "the gateway could not authenticate to the model server"
+    ),
 }
-TOO_LARGE = HttpMapping(413, "payload_too_large")
 
 
 class UpstreamError(GatewayError):
-    """A failed upstream gRPC call, mapped through ``GRPC_TO_HTTP``."""
+    """A failed upstream gRPC call, mapped through ``GRPC_TO_HTTP`` (generic message)."""
 
-    def __init__(
-        self, grpc_code: grpc.StatusCode, details: str, target: str, retry_after: int = 1
-    ) -> None:
-        mapping = GRPC_TO_HTTP.get(grpc_code, HttpMapping(502, "upstream_error"))
-        if grpc_code is grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than" in details:
-            mapping = TOO_LARGE
+    def __init__(self, grpc_code: grpc.StatusCode, retry_after: int = 1) -> None:
+        mapping = GRPC_TO_HTTP.get(grpc_code, HttpMapping(502, "upstream_error", _FAILED))
         headers = {"Retry-After": str(retry_after)} if mapping.retry_after else None
-        super().__init__(
-            f"upstream {target} answered {grpc_code.name}: {details or 'no details'}",
-            status=mapping.status,
-            code=mapping.code,
-            headers=headers,
-        )
+        super().__init__(mapping.message, status=mapping.status, code=mapping.code, headers=headers)
         self.grpc_code = grpc_code
-        self.details_text = details

@@ -24,7 +24,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set by ``cli.supervise`` for its workers
 
 LATENCY_BUCKETS = (
     0.001,

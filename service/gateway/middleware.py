@@ -14,6 +14,7 @@ import logging
 import re
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -62,6 +63,16 @@ class AdmissionGate:
         self._slots.release()
 
 
+def replay(messages: list[Message], receive: Receive) -> Receive:
+    """``receive`` that hands out a body already read, then the client's later messages."""
+    pending = deque(messages)
+
+    async def replayed() -> Message:
+        return pending.popleft() if pending else await receive()
+
+    return replayed
+
+
 class GatewayMiddleware:
     def __init__(
         self,
@@ -77,6 +88,7 @@ class GatewayMiddleware:
         max_in_flight_predictions: int,
         max_queued_predictions: int,
         retry_after_seconds: int,
+        body_timeout_seconds: float,
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -89,6 +101,7 @@ class GatewayMiddleware:
         self.predict_paths = predict_paths
         self.gate = AdmissionGate(max_in_flight_predictions, max_queued_predictions)
         self.retry_after = str(retry_after_seconds)
+        self.body_timeout_seconds = body_timeout_seconds
 
     def is_prediction(self, path: str) -> bool:
         return path.endswith(":predict") or path in self.predict_paths
@@ -152,21 +165,56 @@ class GatewayMiddleware:
                 )
 
     async def _admitted(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
-        """A prediction runs only with a slot from the gate; without one it is a 503."""
+        """A prediction: its whole body first (bounded in size and time), then a slot from
+        the gate, or a 503. Reading first keeps slow senders from holding slots."""
+        try:
+            async with asyncio.timeout(self.body_timeout_seconds):
+                body = await self._read_body(receive)
+        except TimeoutError:
+            timeout = GatewayError(
+                f"request body not received within {self.body_timeout_seconds:g} s",
+                status=408,
+                code="request_timeout",
+            )
+            await self._answer(timeout, request_id, send)
+            return
+        except PayloadTooLarge as too_large:
+            await self._answer(too_large, request_id, send)
+            return
+        if body is None:
+            return  # the client went away
         if not await self.gate.enter():
             self.metrics.overload_rejections.inc()
-            error = GatewayError(
+            overloaded = GatewayError(
                 "the gateway is at its limit of concurrent predictions; retry later",
                 status=503,
                 code="overloaded",
                 headers={"Retry-After": self.retry_after},
             )
-            await self._answer(error, request_id, send)
+            await self._answer(overloaded, request_id, send)
             return
         try:
-            await self.app(scope, self._limited(receive), send)
+            await self.app(scope, replay(body, receive), send)
         finally:
             self.gate.leave()
+
+    async def _read_body(self, receive: Receive) -> list[Message] | None:
+        """Every body message (None if the client disconnects); PayloadTooLarge past the
+        limit, so a body without Content-Length is cut off too."""
+        messages: list[Message] = []
+        seen = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            seen += len(message.get("body", b""))
+            if seen > self.max_body_bytes:
+                raise PayloadTooLarge(
+                    f"request body exceeds the limit of {self.max_body_bytes} bytes"
+                )
+            messages.append(message)
+            if not message.get("more_body", False):
+                return messages
 
     def _precheck(self, path: str, headers: dict[bytes, bytes]) -> GatewayError | None:
         keys = self.scrape_keys if path == METRICS_PATH else self.api_keys

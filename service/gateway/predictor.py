@@ -2,9 +2,18 @@
 
 Routes call a ``Predictor``; ``GatewayPredictor`` implements it over any ``Upstream``
 (the TF Serving gRPC client in production and tests). It picks the version (explicit
-version or label, else the canary split), splits large batches into chunks sent
-concurrently, flags out-of-range inputs, records metrics and writes the served
-predictions to the prediction log before the answer is acknowledged.
+version or label, else the canary split over the ``canary``/``stable`` labels), splits
+large batches into chunks sent concurrently, flags out-of-range inputs, records metrics
+and writes the served predictions to the prediction log before the answer is acknowledged.
+
+One deadline budget (``deadline_seconds``) bounds everything one request does: every
+upstream attempt, a label fallback, the redo of chunks answered by another version, the
+model-status check and the prediction-log commit wait.
+
+A version that is not loaded yet is a 503 ``model_loading`` with Retry-After, never a 404:
+NOT_FOUND for a label (it points at an unloaded version), for the server's default policy
+(nothing loaded yet) or for an explicit version that model status reports as START or
+LOADING. Only an explicit version the server does not know is a 404.
 """
 
 from __future__ import annotations
@@ -21,20 +30,22 @@ from typing import Protocol
 
 import grpc
 
-from core.contract import FEATURES
+from core.contract import DEFAULT_LABEL, FEATURES
+from core.tfserving import Deadline, Prediction, VersionState
 from service.prediction_log import PredictionLog, PredictionRecord, Retention
 
-from .errors import GatewayError, InvalidInput, ModelNotFound, UpstreamError
+from .errors import GatewayError, InvalidInput, ModelLoading, ModelNotFound, UpstreamError
 from .metrics import GatewayMetrics
 from .ranges import out_of_range
 from .schemas import Instance
-from .upstream import Upstream, UpstreamPrediction, UpstreamVersion
+from .upstream import Upstream
 
 log = logging.getLogger("service.gateway")
 
-STABLE, CANARY = "stable", "canary"
+STABLE, CANARY = DEFAULT_LABEL, "canary"
 # Short: once `promote` adds labels, default traffic must follow them within seconds.
 LABELS_MISSING_TTL = 2.0
+LOADING_STATES = ("START", "LOADING")
 
 
 @dataclass(frozen=True)
@@ -75,7 +86,7 @@ class Predictor(Protocol):
         self, model: str, instances: Sequence[Instance], selection: Selection, request_id: str
     ) -> PredictionResult: ...
 
-    async def model_status(self, model: str, request_id: str) -> list[UpstreamVersion]: ...
+    async def model_status(self, model: str, request_id: str) -> list[VersionState]: ...
 
     async def readiness(self, request_id: str) -> ReadinessResult: ...
 
@@ -84,14 +95,6 @@ def canary_bucket(request_id: str) -> float:
     """A stable number in [0, 100) for a request id: the same id always routes the same way."""
     digest = hashlib.blake2b(request_id.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") % 10_000 / 100
-
-
-def _is_label_error(exc: UpstreamError) -> bool:
-    return exc.grpc_code in (
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.NOT_FOUND,
-        grpc.StatusCode.FAILED_PRECONDITION,
-    ) and ("label" in exc.details_text.lower())
 
 
 class GatewayPredictor:
@@ -103,6 +106,8 @@ class GatewayPredictor:
         routes: dict[str, str],
         *,
         metrics: GatewayMetrics,
+        deadline_seconds: float = 5.0,
+        retry_after_seconds: int = 1,
         chunk_size: int = 256,
         max_concurrent_chunks: int = 8,
         canary_percent: float = 0.0,
@@ -113,6 +118,8 @@ class GatewayPredictor:
         self.upstream = upstream
         self.routes = dict(routes)
         self.metrics = metrics
+        self.deadline_seconds = deadline_seconds
+        self.retry_after = retry_after_seconds
         self.chunk_size = chunk_size
         self.max_concurrent_chunks = max_concurrent_chunks
         self.canary_percent = canary_percent
@@ -143,7 +150,7 @@ class GatewayPredictor:
                 f"unknown model {shown!r}; served models: {', '.join(sorted(self.routes))}"
             )
 
-    def _canary_label(self, model: str, selection: Selection, request_id: str) -> str | None:
+    def _default_label(self, model: str, selection: Selection, request_id: str) -> str | None:
         """The label to ask for when the client chose neither version nor label.
 
         ``stable`` by default, not the server's default policy: TF Serving serves the
@@ -152,102 +159,128 @@ class GatewayPredictor:
         """
         if selection.version is not None or selection.label is not None:
             return None
-        if (
-            self.canary_percent > 0
-            and canary_bucket(request_id) < self.canary_percent
-            and not self._label_missing(model, CANARY)
-        ):
-            return CANARY
-        return self._fallback_label(model, CANARY)
+        label: str | None = STABLE
+        if self.canary_percent > 0 and canary_bucket(request_id) < self.canary_percent:
+            label = CANARY
+        return self._known(model, label)
 
-    def _label_missing(self, model: str, label: str) -> bool:
-        return self._labels_missing.get((model, label), 0.0) > time.monotonic()
-
-    def _fallback_label(self, model: str, missing: str) -> str | None:
-        """After ``missing`` was refused: ``stable`` (the canary's share), else the server's
-        policy (the model has no stable label: TF Serving's default, the highest version)."""
-        if missing == CANARY and not self._label_missing(model, STABLE):
+    def _known(self, model: str, label: str | None) -> str | None:
+        """``label``, or its fallback while the label is known to be missing."""
+        now = time.monotonic()
+        if self._labels_missing.get((model, STABLE), 0.0) > now:
+            return None  # no stable label: a model without labels, served by policy
+        if label == CANARY and self._labels_missing.get((model, CANARY), 0.0) > now:
             return STABLE
-        return None
+        return label
+
+    @staticmethod
+    def _fallback(label: str) -> str | None:
+        """canary -> stable -> the server's default policy (a model without labels)."""
+        return STABLE if label == CANARY else None
 
     async def predict(
         self, model: str, instances: Sequence[Instance], selection: Selection, request_id: str
     ) -> PredictionResult:
         self._check_model(model)
-        label = self._canary_label(model, selection, request_id)
+        deadline = Deadline(self.deadline_seconds)
+        chosen = self._default_label(model, selection, request_id)
+        label = chosen or selection.label
+        missing: list[str] = []
         while True:
             try:
-                served = await self._predict_chunks(model, instances, selection, label, request_id)
+                served = await self._predict_chunks(
+                    model, instances, selection.version, label, request_id, deadline
+                )
                 break
             except UpstreamError as exc:
-                if label is None or not _is_label_error(exc):
-                    raise
-                # Remember briefly that the model lacks this label, then ask the next one.
-                self._labels_missing[(model, label)] = time.monotonic() + LABELS_MISSING_TTL
-                label = self._fallback_label(model, label)
-        if label is not None and self.canary_percent > 0:
-            self.metrics.canary.labels(model, label).inc()
-        else:
-            label = selection.label
-        result = self._result(model, instances, served, label)
-        await self._log(result, instances, request_id)
+                if exc.grpc_code is grpc.StatusCode.INVALID_ARGUMENT and chosen is not None:
+                    # The server does not know the label we chose (TF Serving answers
+                    # INVALID_ARGUMENT for an unknown label): try the next one.
+                    missing.append(chosen)
+                    chosen = label = self._fallback(chosen)
+                    continue
+                if exc.grpc_code is grpc.StatusCode.NOT_FOUND:
+                    raise await self._not_found(
+                        model, selection.version, label, request_id, deadline, exc
+                    ) from None
+                raise
+        for name in missing:  # remembered only once a fallback answered
+            self._labels_missing[(model, name)] = time.monotonic() + LABELS_MISSING_TTL
+        if self.canary_percent > 0 and chosen is not None:
+            self.metrics.canary.labels(model, chosen).inc()
+        result = self._result(model, instances, served, chosen or selection.label)
+        await self._log(result, instances, request_id, deadline)
         return result
+
+    async def _not_found(
+        self,
+        model: str,
+        version: int | None,
+        label: str | None,
+        request_id: str,
+        deadline: Deadline,
+        exc: UpstreamError,
+    ) -> GatewayError:
+        """NOT_FOUND for a routed model: still loading (503 + Retry-After) or no such version."""
+        if version is None:
+            what = f"the version labelled {label!r}" if label else "a version of the model"
+            return ModelLoading(f"{what} is not loaded yet; retry later", self.retry_after)
+        try:
+            states = await self.upstream.model_status(model, request_id, deadline)
+        except GatewayError:
+            states = []
+        if any(s.version == version and s.state in LOADING_STATES for s in states):
+            return ModelLoading(f"version {version} is loading; retry later", self.retry_after)
+        return exc
 
     async def _predict_chunks(
         self,
         model: str,
         instances: Sequence[Instance],
-        selection: Selection,
+        version: int | None,
         label: str | None,
         request_id: str,
-    ) -> list[UpstreamPrediction]:
+        deadline: Deadline,
+    ) -> list[Prediction]:
         chunks = [
             instances[i : i + self.chunk_size] for i in range(0, len(instances), self.chunk_size)
         ]
-        version = selection.version
-        label = label or selection.label
+
+        async def one(chunk: Sequence[Instance], pinned: int | None) -> Prediction:
+            columns = {name: [getattr(inst, name) for inst in chunk] for name in FEATURES}
+            return await self.upstream.predict(
+                model,
+                columns,
+                version=pinned,
+                label=label if pinned is None else None,
+                request_id=request_id,
+                deadline=deadline,
+            )
+
         if len(chunks) == 1:
-            return [await self._call(model, chunks[0], version, label, request_id)]
+            return [await one(chunks[0], version)]
         gate = asyncio.Semaphore(self.max_concurrent_chunks)
 
-        async def one(chunk: Sequence[Instance], pinned: int | None) -> UpstreamPrediction:
+        async def gated(chunk: Sequence[Instance], pinned: int | None) -> Prediction:
             async with gate:
-                return await self._call(model, chunk, pinned, label, request_id)
+                return await one(chunk, pinned)
 
-        served = list(await asyncio.gather(*(one(chunk, version) for chunk in chunks)))
+        served = list(await asyncio.gather(*(gated(chunk, version) for chunk in chunks)))
         # A version switch mid-request would mix versions: re-ask the odd chunks pinned to
         # the first chunk's version, so one answer always comes from one version.
         first = served[0].version
         if version is None and first is not None:
             odd = [i for i, s in enumerate(served) if s.version != first]
-            redone = await asyncio.gather(*(one(chunks[i], first) for i in odd))
+            redone = await asyncio.gather(*(gated(chunks[i], first) for i in odd))
             for i, again in zip(odd, redone, strict=True):
                 served[i] = again
         return served
-
-    async def _call(
-        self,
-        model: str,
-        chunk: Sequence[Instance],
-        version: int | None,
-        label: str | None,
-        request_id: str,
-    ) -> UpstreamPrediction:
-        columns = {name: [getattr(inst, name) for inst in chunk] for name in FEATURES}
-        return await self.upstream.predict(
-            model,
-            columns,
-            len(chunk),
-            version=version,
-            label=label if version is None else None,
-            request_id=request_id,
-        )
 
     def _result(
         self,
         model: str,
         instances: Sequence[Instance],
-        served: list[UpstreamPrediction],
+        served: list[Prediction],
         label: str | None,
     ) -> PredictionResult:
         values = [v for part in served for v in part.values]
@@ -270,9 +303,16 @@ class GatewayPredictor:
         return PredictionResult(model, version, values, flags, label)
 
     async def _log(
-        self, result: PredictionResult, instances: Sequence[Instance], request_id: str
+        self,
+        result: PredictionResult,
+        instances: Sequence[Instance],
+        request_id: str,
+        deadline: Deadline,
     ) -> None:
-        """Append the served predictions and wait for the commit: acknowledged = durable."""
+        """Append the served predictions and wait for the commit: acknowledged = durable.
+
+        The wait is bounded by what is left of the request's deadline; a commit not
+        confirmed by then is counted and logged like a failed one."""
         if self.prediction_log is None:
             return
         now = time.time()
@@ -283,7 +323,8 @@ class GatewayPredictor:
             for inst, value in zip(instances, result.values, strict=True)
         ]
         try:
-            await asyncio.wrap_future(self.prediction_log.append(records))
+            committed = asyncio.wrap_future(self.prediction_log.append(records))
+            await asyncio.wait_for(committed, timeout=deadline.remaining())
         except Exception as exc:  # the answer is still right; the loss is counted and logged
             self.metrics.prediction_log_failures.inc(len(records))
             log.error(
@@ -291,7 +332,7 @@ class GatewayPredictor:
                 extra={"request_id": request_id, "records": len(records), "error": repr(exc)},
             )
 
-    async def model_status(self, model: str, request_id: str) -> list[UpstreamVersion]:
+    async def model_status(self, model: str, request_id: str) -> list[VersionState]:
         self._check_model(model)
         return await self.upstream.model_status(model, request_id)
 

@@ -66,10 +66,12 @@ class GatewaySettings(BaseSettings):
     can scrape an authenticated gateway without a key that can predict. API keys work too."""
 
     deadline_seconds: float = Field(default=5.0, gt=0, le=300)
-    """gRPC deadline of every upstream call (retries included)."""
+    """Deadline budget of one request: every upstream attempt, retry, label fallback and
+    redo, and the prediction-log commit wait, all together."""
 
     retries: int = Field(default=2, ge=0, le=10)
-    """Extra attempts after an UNAVAILABLE upstream answer (no other code is retried)."""
+    """Extra attempts after an UNAVAILABLE upstream answer (no other code is retried), within
+    the deadline and a retry budget (retries at most a tenth of recent calls)."""
 
     retry_backoff_seconds: float = Field(default=0.05, ge=0, le=10)
     """First backoff between retries; doubles on each attempt, with jitter."""
@@ -95,6 +97,10 @@ class GatewaySettings(BaseSettings):
 
     max_queued_predictions: int = Field(default=16, ge=0, le=100_000)
     """Prediction requests that may wait for a free slot (then 503); 0 rejects at once."""
+
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    """A prediction's body must arrive within this many seconds (else 408); it is read in
+    full before the request takes a slot, so slow senders cannot hold slots."""
 
     prediction_log_path: str = "logs/predictions.sqlite3"
     """SQLite file of served predictions, for the drift monitor. Empty disables the log."""

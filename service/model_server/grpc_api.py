@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 from tensorflow_serving.apis import (
@@ -32,6 +34,47 @@ def version_choice(spec) -> tuple[int | None, str | None]:
     if choice == "version_label":
         return None, spec.version_label
     return None, None
+
+
+class Unparsable:
+    """What a request body that is not a valid message decodes to."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
+def tolerant(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:  # protobuf's DecodeError, or anything a parser raises
+            return Unparsable(exc)
+
+    return parse
+
+
+class MalformedRequests(grpc.aio.ServerInterceptor):
+    """An unparsable request message is INVALID_ARGUMENT (grpc's own answer is UNKNOWN)."""
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None or not handler.request_deserializer:
+            return handler
+        behaviour = handler.unary_unary
+        method = handler_call_details.method
+
+        async def checked(request, context):
+            if isinstance(request, Unparsable):
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"{method}: the request message is malformed"
+                )
+            return await behaviour(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            checked,
+            request_deserializer=tolerant(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
 
 
 async def abort(context: grpc.aio.ServicerContext, error: ServingError) -> None:

@@ -36,8 +36,10 @@ def check_rows(name: str, rows: int, max_rows: int) -> None:
     if rows < 1:
         raise invalid(f"input '{name}': a request needs at least one row")
     if rows > max_rows:
+        # "larger than", as gRPC's own size refusal says: clients tell "too large" (do not
+        # retry) from "overloaded" (retry later) by it; both are RESOURCE_EXHAUSTED.
         raise too_large(
-            f"input '{name}': {rows} rows exceed the limit of {max_rows} rows per request"
+            f"input '{name}': {rows} rows, larger than the limit of {max_rows} rows per request"
         )
 
 

@@ -289,6 +289,7 @@ class ModelManager:
         self.metrics.loads.labels(name, "ok").inc()
         self.metrics.load_seconds.labels(name).observe(time.perf_counter() - started)
         self.metrics.available.labels(name, str(version)).set(1)
+        self.metrics.serving_form.labels(name, str(version), servable.form).set(1)
         log.info("model %s version %d is available", name, version)
         state.update_labels(name)
 
@@ -304,6 +305,7 @@ class ModelManager:
             await batcher.close()
         state.statuses[version] = VersionStatus(State.END)
         self.metrics.available.labels(name, str(version)).set(0)
+        self.metrics.serving_form.remove(name, str(version), loaded.servable.form)
         log.info("model %s version %d unloaded", name, version)
 
     async def close(self) -> None:

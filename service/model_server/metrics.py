@@ -98,5 +98,13 @@ class ServerMetrics:
             registry=self.registry,
         )
 
+        self.serving_form = Gauge(
+            "model_server_version_form",
+            "1 for the form a loaded version predicts with (sklearn: compiled, plan or "
+            "pipeline; TensorFlow: saved_model).",
+            ["model", "version", "form"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -7,9 +7,10 @@ whole columns, so a merged batch costs one model call.
 
 from __future__ import annotations
 
+import logging
 import struct
-import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,22 @@ from core.contract import (
     SIGNATURE_NAME,
 )
 from service.model_server.tensors import NUMPY_DTYPES, to_numpy
-from training.repository import PLATFORM_SKLEARN, PLATFORM_TENSORFLOW, load_sklearn_model
+from training.compiled import (
+    CompiledTrees,
+    choose_form,
+    columns_of,
+    feature_columns,
+    load_verified_trees,
+)
+from training.reference import REFERENCE_NAME, read_reference
+from training.repository import (
+    PLATFORM_SKLEARN,
+    PLATFORM_TENSORFLOW,
+    load_sklearn_model,
+    read_manifest,
+)
+
+log = logging.getLogger("housing.model_server")
 
 PREDICT_METHOD = "tensorflow/serving/predict"
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
@@ -65,6 +81,7 @@ class Servable(ABC):
     """One model version, loaded and ready."""
 
     platform: str
+    form: str = "model"  # how it computes predictions (a metric label); sklearn: 3 forms
 
     def __init__(self, name: str, version: int, path: Path):
         self.name = name
@@ -98,7 +115,13 @@ class Servable(ABC):
 
 
 class SklearnServable(Servable):
-    """A joblib pipeline (checksum verified before loading) behind the ▶ signature."""
+    """A joblib pipeline (checksum verified before loading) behind the ▶ signature.
+
+    It serves in the fastest form that agrees with the pipeline on the version's reference
+    rows (``training.compiled.choose_form``): the compiled trees, else the feature plan with
+    the fitted estimator, else the pipeline itself; ``form`` says which, and a log line says
+    why a faster form was passed over.
+    """
 
     platform = PLATFORM_SKLEARN
 
@@ -110,175 +133,46 @@ class SklearnServable(Servable):
             **{key: None for key in self.model.get_params() if key.endswith("n_jobs")}
         )
         self.signatures = {SIGNATURE_NAME: contract_signature()}
-        self.plan = self._checked_plan()
+        choice = choose_form(self.model, check_rows(path), self._compiled_loader())
+        self.predictor = choice.predictor
+        self.form = choice.form
+        if choice.reasons:
+            log.warning(
+                "model %s version %d serves the %s form: %s",
+                name,
+                version,
+                self.form,
+                "; ".join(choice.reasons),
+            )
+        else:
+            log.info("model %s version %d serves the %s form", name, version, self.form)
+
+    def _compiled_loader(self) -> Callable[[], CompiledTrees] | None:
+        """Loads the version's compiled trees (checksum first), if its manifest lists them."""
+        block = read_manifest(self.path).get("compiled") or {}
+        if "path" not in block:
+            return None
+        return lambda: load_verified_trees(self.path, self.model.steps[-1][1])
 
     def predict(self, signature_name: str, inputs: Columns) -> Columns:
-        columns = feature_columns(inputs)
-        if self.plan is not None:
-            raw = self.plan.predict(columns)
-        else:
-            raw = self.model.predict(feature_frame(columns))
+        raw = self.predictor.predict(feature_columns(inputs))
         return {OUTPUT_NAME: np.asarray(raw, dtype=np.float32).reshape(-1)}
-
-    def _checked_plan(self) -> PipelinePlan | None:
-        """The fast plan, only if it predicts bit-identically to the pipeline on real rows."""
-        rows = check_rows(self.path)
-        plan = PipelinePlan.of(self.model, rows)
-        if plan is None:
-            return None
-        expected = np.asarray(self.model.predict(feature_frame(rows)))
-        if not np.array_equal(np.asarray(plan.predict(rows)), expected, equal_nan=True):
-            return None
-        return plan
-
-
-def feature_columns(inputs: Columns) -> Columns:
-    """The 9 inputs as the columns the pipeline was fitted on: float64 numbers, str category.
-
-    The category is an object array explicitly: pandas 3 would infer its slower Arrow strings.
-    """
-    columns: Columns = {}
-    for name in FEATURES:
-        values = inputs[name]
-        if name == CATEGORICAL_FEATURE:
-            array = np.empty(len(values), dtype=object)
-            array[:] = [v.decode() if isinstance(v, bytes) else v for v in values]
-            columns[name] = array
-        else:
-            columns[name] = np.asarray(values, dtype=np.float64)
-    return columns
-
-
-def block_frame(columns: Columns, names: list[str]):
-    """A DataFrame of some feature columns, keeping their dtypes.
-
-    Why explicit: pandas 3 turns object arrays of str into its slower Arrow strings.
-    """
-    import pandas as pd
-
-    if CATEGORICAL_FEATURE not in names:
-        return pd.DataFrame(np.column_stack([columns[name] for name in names]), columns=names)
-    return pd.DataFrame(
-        {name: pd.Series(columns[name], dtype=columns[name].dtype) for name in names},
-        columns=names,
-    )
-
-
-def feature_frame(columns: Columns):
-    return block_frame(columns, list(FEATURES))
 
 
 def check_rows(path: Path) -> Columns:
-    """Rows to compare the fast plan against the pipeline: the version's reference sample."""
-    reference = path / "reference.parquet"
-    if reference.is_file():
-        import pandas as pd
-
-        frame = pd.read_parquet(reference, columns=list(FEATURES))
-        inputs = {name: frame[name].to_numpy() for name in FEATURES}
-        inputs[CATEGORICAL_FEATURE] = frame[CATEGORICAL_FEATURE].astype(object).to_numpy()
-    else:
-        inputs = {name: np.asarray([SAMPLE_ROW[name]], dtype=object) for name in FEATURES}
-    return feature_columns(inputs)
-
-
-# sklearn warns on every call when a transformer fitted on a DataFrame gets an array; the
-# plan does that on purpose, only for blocks it verified give identical output.
-FEATURE_NAMES_WARNING = "X does not have valid feature names"
-
-
-class PipelinePlan:
-    """A fitted ``Pipeline(ColumnTransformer, ..., estimator)`` run without the
-    ColumnTransformer's per-call bookkeeping.
-
-    Why: with a handful of rows the ColumnTransformer's own work (validating the whole
-    frame, selecting each block with pandas indexing, output wrapping) and the transformers'
-    DataFrame checks cost more than the transforms. The plan calls the same fitted
-    transformers on the same columns, as a plain array where that gives identical output
-    on the reference rows (else as a DataFrame), and stacks their outputs as
-    ``ColumnTransformer.transform`` does; ``SklearnServable`` then checks the whole plan
-    against the pipeline on the version's reference rows before using it.
-    """
-
-    def __init__(self, blocks: list[tuple[object, list[str], bool]], steps: list, final):
-        self.blocks = blocks
-        self.steps = steps
-        self.final = final
-
-    @classmethod
-    def of(cls, model, rows: Columns) -> PipelinePlan | None:
-        """A plan for the pipelines it handles exactly; None for anything else."""
-        from sklearn.compose import ColumnTransformer
-        from sklearn.pipeline import Pipeline
-
-        if not isinstance(model, Pipeline) or len(model.steps) < 2:
-            return None
-        first = model.steps[0][1]
-        if (
-            not isinstance(first, ColumnTransformer)
-            or not hasattr(first, "transformers_")
-            or first.sparse_output_
-            or first.transformer_weights
-            or getattr(first, "_sklearn_output_config", {}).get("transform")
-            not in (None, "default")
-        ):
-            return None
-        blocks: list[tuple[object, list[str], bool]] = []
-        for _, transformer, selection in first.transformers_:
-            if transformer == "drop":
-                continue
-            names = list(selection) if isinstance(selection, list | tuple) else None
-            if names is None or not all(isinstance(n, str) and n in FEATURES for n in names):
-                return None
-            if names:
-                blocks.append((transformer, names, takes_array(transformer, names, rows)))
-        steps = [step for _, step in model.steps[1:-1] if step not in (None, "passthrough")]
-        return cls(blocks, steps, model.steps[-1][1])
-
-    def predict(self, columns: Columns) -> np.ndarray:
-        parts = [transform(t, names, columns, as_array) for t, names, as_array in self.blocks]
-        features = np.hstack(parts)
-        for step in self.steps:
-            features = step.transform(features)
-        return self.final.predict(features)
-
-
-def transform(transformer, names: list[str], columns: Columns, as_array: bool) -> np.ndarray:
-    from scipy import sparse
-
-    if as_array:
-        block = np.column_stack([columns[name] for name in names])
-    else:
-        block = block_frame(columns, names)
-    if transformer == "passthrough":
-        return np.asarray(block)
-    part = transformer.transform(block)
-    return part.toarray() if sparse.issparse(part) else part
-
-
-def takes_array(transformer, names: list[str], rows: Columns) -> bool:
-    """Whether the block gives identical output from a plain array (no DataFrame).
-
-    Only for blocks of one dtype (all numbers, or the category alone): a mixed block would
-    become an object array.
-    """
-    if CATEGORICAL_FEATURE in names and len(names) > 1:
-        return False
-    warnings.filterwarnings("ignore", message=FEATURE_NAMES_WARNING, category=UserWarning)
-    try:
-        via_array = transform(transformer, names, rows, as_array=True)
-        via_frame = transform(transformer, names, rows, as_array=False)
-        return via_array.dtype == via_frame.dtype and bool(
-            np.array_equal(via_array, via_frame, equal_nan=True)
-        )
-    except Exception:  # e.g. the transformer selects columns by name: it needs the DataFrame
-        return False
+    """Rows to check the faster forms against the pipeline: the version's reference sample."""
+    if (path / REFERENCE_NAME).is_file():
+        return columns_of(read_reference(path))
+    return feature_columns(
+        {name: np.asarray([SAMPLE_ROW[name]], dtype=object) for name in FEATURES}
+    )
 
 
 class TensorflowServable(Servable):
     """A SavedModel; its SignatureDefs are read from saved_model.pb, as TF Serving does."""
 
     platform = PLATFORM_TENSORFLOW
+    form = "saved_model"
 
     def __init__(self, name: str, version: int, path: Path):
         super().__init__(name, version, path)

@@ -26,7 +26,7 @@ from service.model_server.config import (
     single_model_config,
 )
 from service.model_server.control import ReloadPolicy
-from service.model_server.grpc_api import ModelService, PredictionService
+from service.model_server.grpc_api import MalformedRequests, ModelService, PredictionService
 from service.model_server.limits import InflightLimit
 from service.model_server.manager import ModelManager
 from service.model_server.metrics import ServerMetrics
@@ -125,12 +125,13 @@ async def serve(options: ServerOptions) -> None:
     predictor = DataPlane(manager, metrics, InflightLimit(limits.max_concurrent_predicts))
 
     server = grpc.aio.server(
+        interceptors=[MalformedRequests()],
         options=[
             # Explicit: a larger message is refused (RESOURCE_EXHAUSTED) before it is buffered.
             ("grpc.max_receive_message_length", limits.max_request_bytes),
             ("grpc.max_send_message_length", GRPC_MAX_SEND_BYTES),
             ("grpc.so_reuseport", 0),
-        ]
+        ],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionService(predictor, limits.max_rows), server

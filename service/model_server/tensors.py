@@ -100,7 +100,8 @@ def to_numpy(
     count = math.prod(shape)
     if max_elements is not None and count > max_elements:
         raise too_large(
-            f"input '{name}': shape {list(shape)} has more than {max_elements} elements"
+            f"input '{name}': shape {list(shape)} is larger than the limit of {max_elements} "
+            "elements"
         )
     dtype = proto.dtype
     if dtype == types_pb2.DT_STRING:

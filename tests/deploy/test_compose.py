@@ -1,4 +1,4 @@
-"""docker-compose.yml follows the service table of deploy/local/stack.py, and is well formed.
+"""docker-compose.yml follows the service table of deploy/local/services.py, and is well formed.
 
 There is no Docker engine here (and no compose plugin), so the compose file is checked
 structurally; where ``docker compose`` works, ``docker compose config -q`` runs too.
@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from core.cli import build_parser
-from deploy.local.stack import COMPOSE, LOCUST_IMAGE, PROMETHEUS_IMAGE, REPO_ROOT, SERVICES
+from core.paths import REPO_ROOT
+from deploy.local.services import COMPOSE, LOCUST_IMAGE, PROMETHEUS_IMAGE, SERVICES
 from deploy.tfserving.runtime import TF_SERVING_GPU_IMAGE, TF_SERVING_IMAGE, TF_SERVING_PLATFORM
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"

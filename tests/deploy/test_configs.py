@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from core.paths import REPO_ROOT
-from deploy.local.stack import local_layout, local_prometheus_config
+from deploy.local.prometheus import local_prometheus_config
+from deploy.local.services import local_layout
 
 TFSERVING_DIR = REPO_ROOT / "deploy" / "tfserving"
 

@@ -15,7 +15,7 @@ import pytest
 from core.cli import main
 from core.contract import KERAS_MODEL, SKLEARN_MODEL
 from core.process import ManagedProcess, ProcessFailed, free_port, housing_argv, port_in_use
-from deploy.local.stack import PROMETHEUS_BINARY
+from deploy.local.services import PROMETHEUS_BINARY
 
 pytestmark = pytest.mark.slow
 

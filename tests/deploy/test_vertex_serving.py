@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import UserError
-from deploy.local.stack import SERVICES, fetch_storage_uri, local_layout
+from deploy.local.models import fetch_storage_uri
+from deploy.local.services import SERVICES, local_layout
 from training.repository import ModelRepository
 
 
@@ -56,6 +57,15 @@ def test_storage_uri_errors(bucket, tmp_path: Path) -> None:
     bucket.blob("bare/model.joblib").upload_from_string(b"x")
     with pytest.raises(UserError, match="not a model version folder"):
         fetch_storage_uri(f"gs://{bucket.name}/bare", tmp_path)
+    # The manifest's model name becomes a folder: a path in it is refused, nothing written.
+    for name in ("../escaped", "/tmp/abs", ".."):
+        upload_version(bucket, "evil", {"model": name, "version": 1, "platform": "sklearn"})
+        with pytest.raises(UserError, match="invalid model name"):
+            fetch_storage_uri(f"gs://{bucket.name}/evil", tmp_path / "models")
+    assert not (tmp_path / "escaped").exists()
+    assert not (tmp_path / "models").exists() or not any(
+        p.name != ".models.config.lock" for p in (tmp_path / "models").iterdir()
+    )
 
 
 def test_gateway_routes_only_the_served_models(tmp_path: Path) -> None:

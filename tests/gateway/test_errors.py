@@ -1,17 +1,19 @@
-"""The gRPC -> HTTP table, row by row, through a real upstream; retries and deadlines."""
+"""The gRPC -> HTTP table, row by row, through a real upstream; retries, deadlines, loading."""
 
 from __future__ import annotations
-
-import socket
 
 import grpc
 import pytest
 
+from core.process import free_port
 from service.gateway.errors import GRPC_TO_HTTP
 
 from .conftest import INSTANCE
+from .fake_upstream import LOADING
 
 BODY = {"instances": [INSTANCE]}
+# An explicit version: no label fallback, so each code reaches the table as sent.
+VERSION_URL = "/v1/models/housing_sklearn/versions/2:predict"
 
 
 def test_every_grpc_error_code_has_a_row_and_none_is_500():
@@ -21,26 +23,45 @@ def test_every_grpc_error_code_has_a_row_and_none_is_500():
 
 
 @pytest.mark.parametrize("code", [c for c in grpc.StatusCode if c is not grpc.StatusCode.OK])
-async def test_each_upstream_code_maps_through_the_table(client, behaviour, code):
-    behaviour.predict_error = (code, f"fake {code.name}")
-    r = await client.post("/v1/predict", json=BODY)
+async def test_each_upstream_code_maps_through_the_table(client, behaviour, upstream, code):
+    behaviour.predict_error = (code, f"secret detail {code.name}")
+    r = await client.post(VERSION_URL, json=BODY)
     row = GRPC_TO_HTTP[code]
     assert r.status_code == row.status, r.text
     body = r.json()
-    assert body["error"] == row.code
-    assert code.name in body["message"] and f"fake {code.name}" in body["message"]
+    assert (body["error"], body["message"]) == (row.code, row.message)
     assert ("retry-after" in r.headers) == row.retry_after
+
+
+@pytest.mark.parametrize("code", [c for c in grpc.StatusCode if c is not grpc.StatusCode.OK])
+async def test_no_upstream_address_or_text_reaches_clients(
+    client, behaviour, upstream, code, caplog
+):
+    behaviour.predict_error = (code, f"secret detail {code.name}")
+    behaviour.status_error = (code, f"secret detail {code.name}")
+    port = upstream.target.rsplit(":", 1)[1]
+    headers = {"x-request-id": f"leak-{code.value[0]}"}
+    for r in (
+        await client.post("/v1/predict", json=BODY, headers=headers),
+        await client.post(VERSION_URL, json=BODY, headers=headers),
+        await client.get("/readyz", headers=headers),
+    ):
+        assert "secret" not in r.text and port not in r.text, r.text
+    # ... the details are in the log, under the request id
+    logged = [
+        rec for rec in caplog.records if getattr(rec, "request_id", "") == headers["x-request-id"]
+    ]
+    assert any(getattr(rec, "details", "") == f"secret detail {code.name}" for rec in logged)
+    assert any(getattr(rec, "target", "") == upstream.target for rec in logged)
 
 
 @pytest.mark.parametrize(
     ("code", "details", "status"),
     [
-        (grpc.StatusCode.NOT_FOUND, "Servable not found", 404),
         (grpc.StatusCode.INVALID_ARGUMENT, "bad tensor", 400),
         (grpc.StatusCode.UNAVAILABLE, "down", 503),
         (grpc.StatusCode.DEADLINE_EXCEEDED, "slow", 504),
         (grpc.StatusCode.RESOURCE_EXHAUSTED, "queue full", 429),
-        (grpc.StatusCode.RESOURCE_EXHAUSTED, "Received message larger than max (5 vs. 4)", 413),
     ],
 )
 async def test_required_rows(client, behaviour, code, details, status):
@@ -49,6 +70,68 @@ async def test_required_rows(client, behaviour, code, details, status):
     assert r.status_code == status
     if status in (503, 429):
         assert r.headers["retry-after"] == "1"
+
+
+async def test_a_version_the_server_does_not_know_is_404(client, behaviour):
+    r = await client.post("/v1/models/housing_sklearn/versions/9:predict", json=BODY)
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+    assert "retry-after" not in r.headers
+
+
+@pytest.mark.parametrize("state", ["START", "LOADING"])
+async def test_a_version_still_loading_is_503_with_retry_after(client, behaviour, state):
+    from core.tfserving_protos.tensorflow_serving.apis import get_model_status_pb2
+
+    # The fake serves only AVAILABLE versions; status reports version 3 as loading.
+    behaviour.models["housing_sklearn"][3] = get_model_status_pb2.ModelVersionStatus.State.Value(
+        state
+    )
+    behaviour.predict_error = (grpc.StatusCode.NOT_FOUND, "Servable not found: Specific(m, 3)")
+    r = await client.post("/v1/models/housing_sklearn/versions/3:predict", json=BODY)
+    assert r.status_code == 503, r.text
+    assert r.json()["error"] == "model_loading"
+    assert r.headers["retry-after"] == "1"
+
+
+async def test_a_label_pointing_at_an_unloaded_version_is_503_not_404(client, behaviour):
+    behaviour.labels["housing_sklearn"]["stable"] = 3
+    behaviour.models["housing_sklearn"][3] = LOADING
+    behaviour.predict_error = (grpc.StatusCode.NOT_FOUND, "Servable not found: Specific(m, 3)")
+    for url in ("/v1/predict", "/v1/models/housing_sklearn/labels/stable:predict"):
+        r = await client.post(url, json=BODY)
+        assert r.status_code == 503, r.text
+        assert r.json()["error"] == "model_loading" and r.headers["retry-after"] == "1"
+
+
+async def test_a_model_without_labels_falls_back_to_the_servers_policy(client, behaviour):
+    behaviour.labels["housing_sklearn"] = {}
+    r = await client.post("/v1/predict", json=BODY)
+    assert r.status_code == 200 and r.json()["model"]["version"] == 2
+    asked = [(c.label, c.version) for c in behaviour.calls if c.method == "Predict"]
+    assert asked == [("stable", None), (None, None)]
+    await client.post("/v1/predict", json=BODY)  # remembered: straight to the policy
+    asked = [(c.label, c.version) for c in behaviour.calls if c.method == "Predict"]
+    assert asked[2:] == [(None, None)]
+
+
+async def test_a_missing_canary_falls_back_to_stable_not_the_latest(make_client, behaviour):
+    behaviour.labels["housing_sklearn"] = {"stable": 1}
+    async with make_client(canary_percent=100) as client:
+        r = await client.post("/v1/predict", json=BODY)
+    assert r.status_code == 200 and r.json()["model"]["version"] == 1
+    asked = [c.label for c in behaviour.calls if c.method == "Predict"]
+    assert asked == ["canary", "stable"]
+
+
+async def test_one_deadline_bounds_fallback_and_retries(make_client, behaviour):
+    """Each attempt could take the whole deadline; together they still end within one."""
+    behaviour.labels["housing_sklearn"] = {}
+    behaviour.delay = 0.4
+    async with make_client(deadline_seconds=0.6) as client:
+        r = await client.post("/v1/predict", json=BODY)
+    assert r.status_code == 504
+    asked = [c.label for c in behaviour.calls if c.method == "Predict"]
+    assert asked == ["stable", None]  # the fallback ran on what was left, then the budget ended
 
 
 async def test_unavailable_is_retried_then_served(client, behaviour):
@@ -82,9 +165,7 @@ async def test_slow_upstream_hits_the_deadline_504(make_client, behaviour):
 
 
 async def test_unreachable_upstream_is_503_with_retry_after(make_client, behaviour):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    dead = f"127.0.0.1:{free_port()}"
     async with make_client(upstreams={"housing_sklearn": dead}, retries=1) as client:
         r = await client.post("/v1/predict", json=BODY)
         assert r.status_code == 503

@@ -57,7 +57,10 @@ async def test_not_ready_when_a_model_is_missing_upstream(client, behaviour):
     del behaviour.models["housing_keras"]
     r = await client.get("/readyz")
     assert r.status_code == 503
-    assert "NOT_FOUND" in r.json()["models"]["housing_keras"]
+    assert (
+        r.json()["models"]["housing_keras"]
+        == "the model server does not serve that model or version"
+    )
 
 
 async def test_not_ready_when_the_upstream_fails(client, behaviour):

@@ -96,6 +96,7 @@ def test_routes_against_the_real_server(stack, split):
         assert ready == {
             "ready": True,
             "models": {"housing_keras": "AVAILABLE", "housing_sklearn": "AVAILABLE"},
+            "warnings": [],
         }
         models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
         assert models["housing_sklearn"]["versions"] == [

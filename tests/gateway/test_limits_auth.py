@@ -144,6 +144,48 @@ async def test_no_queue_means_immediate_refusal(make_client, behaviour):
     assert sorted(r.status_code for r in answers) == [200, 503, 503]
 
 
+def trickle(pause: float, parts: int = 4):
+    """A valid JSON body sent in ``parts`` chunks, ``pause`` seconds apart."""
+    body = json.dumps({"instances": [INSTANCE]}).encode()
+    size = len(body) // parts + 1
+
+    async def chunks():
+        for start in range(0, len(body), size):
+            await asyncio.sleep(pause)
+            yield body[start : start + size]
+
+    return chunks()
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_408(make_client, behaviour):
+    async with make_client(body_timeout_seconds=0.3) as client:
+        r = await client.post(
+            "/v1/predict", content=trickle(0.2), headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 408
+        assert r.json()["error"] == "request_timeout"
+        assert not behaviour.calls
+        # a body that arrives in time is served
+        r = await client.post(
+            "/v1/predict", content=trickle(0.01), headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 200
+
+
+async def test_slow_senders_do_not_hold_prediction_slots(make_client, behaviour):
+    settings = {"max_in_flight_predictions": 1, "max_queued_predictions": 0}
+    async with make_client(**settings) as client:
+        slow = asyncio.create_task(
+            client.post(
+                "/v1/predict", content=trickle(0.3), headers={"content-type": "application/json"}
+            )
+        )
+        await asyncio.sleep(0.1)  # the slow body is still arriving
+        fast = await client.post("/v1/predict", json={"instances": [INSTANCE]})
+        assert fast.status_code == 200
+        assert (await slow).status_code == 200
+
+
 async def test_auth_off_by_default(client):
     assert (await client.get("/v1/models")).status_code == 200
 

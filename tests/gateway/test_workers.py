@@ -17,7 +17,9 @@ from prometheus_client import multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.contract import EXAMPLE_INSTANCE, SKLEARN_MODEL
-from load_tests import models, stack
+from core.process import ManagedProcess, http_ok
+from load_tests import models
+from load_tests import stack as launch
 from service.prediction_log import read_window
 from training.repository import ModelRepository
 
@@ -30,7 +32,7 @@ ROUTE = "/v1/predict"
 @dataclass
 class TwoWorkers:
     url: str
-    gateway: stack.ManagedProcess
+    gateway: ManagedProcess
     log_path: Path
     metrics_dir: Path
 
@@ -40,29 +42,24 @@ def two_workers(tmp_path_factory: pytest.TempPathFactory, split) -> Iterator[Two
     root = tmp_path_factory.mktemp("workers")
     repo = ModelRepository(root / "models")
     models.publish_sklearn(repo, models.small_sklearn(split.train))
-    server = stack.model_server(repo.config_path, root / "model-server.log")
     log_path, metrics_dir = root / "predictions.sqlite3", root / "metrics"
     metrics_dir.mkdir()
     (metrics_dir / "counter_1.db").write_bytes(b"stale")  # a previous run's file: removed
-    gateway = stack.gateway(
-        {SKLEARN_MODEL: f"{stack.LOOPBACK}:{server.ports['grpc']}"},
-        root / "gateway.log",
-        env={
-            "HOUSING_PREDICTION_LOG_PATH": str(log_path),
-            "HOUSING_MODELS_DIR": str(repo.root),
-            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-        },
-        extra=["--workers", "2"],
-    )
-    try:
-        rest = stack.base_url(server, "rest")
-        server.start().wait_ready(stack.http_ok(f"{rest}/v1/models/{SKLEARN_MODEL}"), 120)
-        url = stack.base_url(gateway)
-        gateway.start().wait_ready(stack.http_ok(f"{url}/readyz"), 120)
-        yield TwoWorkers(url, gateway, log_path, metrics_dir)
-    finally:
-        gateway.stop()
-        server.stop()
+    with launch.model_server(repo.config_path, root / "model-server.log") as server:
+        launch.serving(server)
+        gateway = launch.gateway(
+            {SKLEARN_MODEL: server.address("grpc")},
+            root / "gateway.log",
+            env={
+                "HOUSING_PREDICTION_LOG_PATH": str(log_path),
+                "HOUSING_MODELS_DIR": str(repo.root),
+                "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+            },
+            extra=["--workers", "2"],
+        )
+        with gateway:
+            gateway.wait_ready(http_ok(f"{gateway.url()}/readyz"))
+            yield TwoWorkers(gateway.url(), gateway, log_path, metrics_dir)
 
 
 def hammer(url: str, count: int, answers: list[tuple[str, int]]) -> None:

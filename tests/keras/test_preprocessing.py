@@ -105,6 +105,35 @@ def test_neighbour_prices_handle_batches_larger_than_a_chunk():
     np.testing.assert_allclose(whole[2_000:2_010], part, rtol=1e-5)
 
 
+def test_neighbour_prices_match_a_brute_force_search_on_real_districts(split):
+    """The layer's k nearest districts are NumPy's on a real table (3,000 districts, 200
+    queries): the k-th distance everywhere, the mean price wherever no tie at the k-th
+    place makes the choice of neighbours ambiguous."""
+    train, test = split.train.iloc[:3_000], split.test.iloc[:200]
+    log_price = np.log(train["median_house_value"].to_numpy())
+    ks = (4, 16, 64)
+    layer = NeighbourPrices(table_size=len(train), ks=ks)
+    layer.set_table(train["latitude"].to_numpy(), train["longitude"].to_numpy(), log_price)
+    out = layer(
+        {name: tf.constant(test[name].to_numpy(), tf.float32) for name in ("latitude", "longitude")}
+    ).numpy()
+    table = planar(train["latitude"].to_numpy(), train["longitude"].to_numpy()).astype(float)
+    points = planar(test["latitude"].to_numpy(), test["longitude"].to_numpy()).astype(float)
+    squared = ((points[:, None, :] - table[None, :, :]) ** 2).sum(axis=-1)
+    nearest = np.argsort(squared, axis=1, kind="stable")[:, :65]
+    ranked = np.take_along_axis(squared, nearest, axis=1)
+    prices = log_price[nearest] - np.mean(log_price.astype("float32"))
+    for position, k in enumerate(ks):
+        np.testing.assert_allclose(
+            out[:, 2 * position + 1], np.log(np.sqrt(ranked[:, k - 1]) + 1e-3), atol=1e-3
+        )
+        clear = ranked[:, k] - ranked[:, k - 1] > 1e-6
+        assert clear.mean() > 0.5  # duplicated locations make ties common
+        np.testing.assert_allclose(
+            out[clear, 2 * position], prices[clear, :k].mean(axis=1), atol=1e-4
+        )
+
+
 def test_out_of_fold_neighbours_never_see_their_own_price():
     """A lone district far from all others would copy its own label if it were in its table."""
     frame = pd.DataFrame({"latitude": [37.0] * 10 + [41.0], "longitude": [-122.0] * 10 + [-115.0]})

@@ -54,7 +54,7 @@ def grpc_details(target: str, case_name: str) -> str:
 @pytest.mark.parametrize(
     ("case", "named"),
     [
-        ("huge declared shape, one value", "'latitude': 50000000 rows exceed the limit of 10000"),
+        ("huge declared shape, one value", "'latitude': 50000000 rows, larger than the limit"),
         ("negative dimension", "tensor parsing error: latitude"),
         ("unknown rank", "tensor parsing error: latitude"),
         ("declared shape and values count disagree", "'latitude'"),
@@ -79,7 +79,7 @@ def test_grpc_errors_name_the_input(stack_server, case, named):
         ("beyond float32's range", "'total_rooms'"),
         ("Infinity literal", "'latitude'"),
         ("JSON nested 100,000 deep", "nested too deeply"),
-        ("one row over the row limit", "10001 rows exceed the limit of 10000"),
+        ("one row over the row limit", "10001 rows, larger than the limit of 10000"),
         ("40 MB body", "larger than 4194304 bytes"),
     ],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -116,3 +117,18 @@ def test_prometheus_metrics_per_version(http, rows):
         >= 1
     )
     assert "model_server_request_duration_seconds_bucket" in text
+
+
+async def test_full_queue_gives_503_with_retry_after(server, split):
+    """Queue holds 64 rows (32 × 2): a burst of 30-row requests must overflow it."""
+    body = {"instances": instances(split.test.head(30))}
+    async with httpx.AsyncClient(base_url=server.rest_url, timeout=60) as client:
+        responses = await asyncio.gather(
+            *(client.post(f"/v1/models/{SKLEARN}/versions/1:predict", json=body) for _ in range(40))
+        )
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) == {200, 503}, statuses
+    for response in responses:
+        if response.status_code == 503:
+            assert response.headers["retry-after"] == "1"
+            assert "queue" in response.json()["error"]

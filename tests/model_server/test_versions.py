@@ -245,11 +245,11 @@ def test_reload_from_a_non_loopback_peer_is_refused(servers, models):
         base_path=str(models.root / SKLEARN_MODEL),
         model_platform="sklearn",
     )
-    with grpc.insecure_channel(f"{address}:{single.port}") as remote:
+    with grpc.insecure_channel(f"{address}:{single.ports['grpc']}") as remote:
         error = refused(lambda: reload(remote, config, None, timeout=30))
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "only from loopback" in error.details()
-    with grpc.insecure_channel(single.target) as local:
+    with grpc.insecure_channel(single.address("grpc")) as local:
         assert reload(local, config, None).status.error_code == 0
 
 
@@ -262,7 +262,8 @@ def label_version(channel, model: str, label: str) -> int:
 
 
 def test_a_label_moves_only_once_its_version_is_available(channel, models, reload_secret):
-    """A config naming a version that is not loaded yet keeps the label where it was."""
+    """A config naming a version that is not loaded yet keeps the label where it was; so does
+    one naming a version that fails to load, and its old version stays loaded."""
     name = "housing_labelled"
     folder = models.root / name
     shutil.copytree(models.repo.version_dir(SKLEARN_MODEL, 1), folder / "1")
@@ -272,7 +273,7 @@ def test_a_label_moves_only_once_its_version_is_available(channel, models, reloa
         entry = config.model_config_list.config.add(
             name=name, base_path=name, model_platform="sklearn"
         )
-        entry.model_version_policy.specific.versions.extend([1, 2])
+        entry.model_version_policy.specific.versions.append(stable)
         entry.version_labels["stable"] = stable
         return config
 
@@ -286,6 +287,19 @@ def test_a_label_moves_only_once_its_version_is_available(channel, models, reloa
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and label_version(channel, name, "stable") != 2:
             time.sleep(0.1)
+        assert label_version(channel, name, "stable") == 2
+
+        tampered = folder / ".incoming-3"
+        shutil.copytree(folder / "2", tampered)
+        (tampered / JOBLIB_NAME).write_bytes(b"not the pickle the manifest describes")
+        tampered.rename(folder / "3")
+        assert reload(channel, config_with(3), reload_secret).status.error_code == 0
+        status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
+            get_model_status_pb2.GetModelStatusRequest(model_spec={"name": name}), timeout=30
+        )
+        states = {s.version: s for s in status.model_version_status}
+        assert states[3].state == END and "SHA-256" in states[3].status.error_message
+        assert states[2].state == AVAILABLE
         assert label_version(channel, name, "stable") == 2
     finally:
         restore(channel, models, reload_secret)

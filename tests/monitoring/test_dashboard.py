@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core.contract import FEATURES, SKLEARN_MODEL, TARGET
 from core.paths import REPO_ROOT
+from core.process import LOOPBACK, ManagedProcess, free_port, http_ok
 from load_tests import models, stack
 from service.monitoring.simulate import instances
 from training.reference import reference_sample, write_reference
@@ -123,7 +124,7 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory, split) -> Iterator[d
     )
     labels_path = root / "labels.csv"
     gateway = stack.gateway(
-        {SKLEARN_MODEL: f"{stack.LOOPBACK}:{server.ports['grpc']}"},
+        {SKLEARN_MODEL: f"{LOOPBACK}:{server.ports['grpc']}"},
         root / "gateway.log",
         env={
             "HOUSING_PREDICTION_LOG_PATH": str(root / "predictions.sqlite3"),
@@ -133,14 +134,14 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory, split) -> Iterator[d
             "HOUSING_DRIFT_LABELS_PATH": str(labels_path),
         },
     )
-    prometheus_port = stack.free_port()
+    prometheus_port = free_port()
     procs = []
     try:
-        rest = stack.base_url(server, "rest")
-        server.start().wait_ready(stack.http_ok(f"{rest}/v1/models/{SKLEARN_MODEL}"), 120)
+        rest = server.url("rest")
+        server.start().wait_ready(http_ok(f"{rest}/v1/models/{SKLEARN_MODEL}"), 120)
         procs.append(server)
-        url = stack.base_url(gateway)
-        gateway.start().wait_ready(stack.http_ok(f"{url}/readyz"), 120)
+        url = gateway.url()
+        gateway.start().wait_ready(http_ok(f"{url}/readyz"), 120)
         procs.append(gateway)
         config = {
             "global": {"scrape_interval": "1s"},
@@ -154,18 +155,18 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory, split) -> Iterator[d
             ],
         }
         (root / "prometheus.yml").write_text(yaml.safe_dump(config))
-        prometheus = stack.ManagedProcess(
+        prometheus = ManagedProcess(
             "prometheus",
             [
                 PROMETHEUS,
                 f"--config.file={root / 'prometheus.yml'}",
                 f"--storage.tsdb.path={root / 'prometheus-data'}",
-                f"--web.listen-address={stack.LOOPBACK}:{prometheus_port}",
+                f"--web.listen-address={LOOPBACK}:{prometheus_port}",
             ],
             root / "prometheus.log",
         )
-        api = f"http://{stack.LOOPBACK}:{prometheus_port}"
-        prometheus.start().wait_ready(stack.http_ok(f"{api}/-/ready"), 60)
+        api = f"http://{LOOPBACK}:{prometheus_port}"
+        prometheus.start().wait_ready(http_ok(f"{api}/-/ready"), 60)
         procs.append(prometheus)
         rows = split.test.sample(80, random_state=3)
         labels = []
@@ -217,7 +218,7 @@ def test_the_local_stack_finds_a_running_grafana() -> None:
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from deploy.local.stack import grafana_dashboard_url
+    from deploy.local.supervisor import grafana_dashboard_url
 
     class Health(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
@@ -227,13 +228,13 @@ def test_the_local_stack_finds_a_running_grafana() -> None:
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer((stack.LOOPBACK, 0), Health)
+    server = ThreadingHTTPServer((LOOPBACK, 0), Health)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        base = f"http://{stack.LOOPBACK}:{server.server_address[1]}"
+        base = f"http://{LOOPBACK}:{server.server_address[1]}"
         uid = json.loads(DASHBOARD.read_text())["uid"]
         assert grafana_dashboard_url(base) == f"{base}/d/{uid}"
     finally:
         server.shutdown()
-    assert grafana_dashboard_url(f"http://{stack.LOOPBACK}:{stack.free_port()}") is None
+    assert grafana_dashboard_url(f"http://{LOOPBACK}:{free_port()}") is None

@@ -7,7 +7,6 @@ stand-in (the drift monitor only reads the features and the logged prediction).
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import uuid
@@ -21,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from core.cli import main
 from core.contract import CATEGORICAL_FEATURE, SKLEARN_MODEL
+from core.process import free_port
 from service.monitoring.monitor import DriftMonitor, MonitorSettings
 from service.monitoring.routes import drift_router
 from service.monitoring.simulate import shifted_rows
@@ -64,9 +64,7 @@ def demo_gateway(tmp_path: Path, models_dir: Path):
             "model": {"name": SKLEARN_MODEL, "version": 1},
         }
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from tensorflow_serving.apis import prediction_service_pb2_grpc
+from tensorflow_serving.apis import (
+    model_management_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2_grpc,
+)
 
 from core.contract import SKLEARN_MODEL
 from load_tests import models as test_models
@@ -85,8 +89,23 @@ def test_promote_and_rollback_switch_a_running_server_without_errors(repo, split
         with StableTraffic(target, split.test.head(3)) as traffic:
             traffic.wait_for(1)
             promotion.promote(repo, MODEL, 2, watch=watch)
+            assert stable_now(traffic) == 2  # it returned once the server serves the change
             traffic.wait_for(2)
             promotion.rollback(repo, MODEL, watch=watch)
+            assert stable_now(traffic) == 1
             traffic.wait_for(1)
         assert traffic.failures == []
         assert len(traffic.served) > 20
+
+        # Without --enable_reload_config nobody can swap the models over the network.
+        with grpc.insecure_channel(target) as channel:
+            stub = model_service_pb2_grpc.ModelServiceStub(channel)
+            request = model_management_pb2.ReloadConfigRequest(config=repo.read_config())
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.HandleReloadConfigRequest(request, timeout=30)
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert "--enable_reload_config" in caught.value.details()
+
+
+def stable_now(traffic: StableTraffic) -> int:
+    return traffic.stub.Predict(traffic.request, timeout=10).model_spec.version.value

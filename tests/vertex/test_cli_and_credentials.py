@@ -29,22 +29,28 @@ def test_bucket_is_created_then_reused(vertex: Any, storage_client: Any, capsys:
 
 DRY_RUNS = {
     "bucket": ([], ["storage.Client.create_bucket"]),
-    "upload": (["--model", "housing_keras"], ["storage.upload_folder", "aiplatform.Model.upload"]),
+    "upload": (
+        ["--model", "housing_keras"],
+        ["storage.upload_folder", "aiplatform.Model.list", "aiplatform.Model.upload"],
+    ),
     "deploy": (
         ["--model", "42", "--traffic-percentage", "10"],
         ["aiplatform.Endpoint.create", "aiplatform.Model", "Model.deploy"],
     ),
     "predict": (
-        ["--endpoint", "7", "--instances", "INSTANCES"],
-        ["aiplatform.Endpoint", "Endpoint.predict"],
+        ["--endpoint", "7", "--instances", "INSTANCES", "--model-name", "housing_keras"],
+        ["aiplatform.Endpoint", "Endpoint.predict", "output.rows"],
     ),
     "batch-predict": (
-        ["--model", "42", "--input", "INSTANCES", "--output", "out.parquet"],
+        [
+            *("--model", "42", "--input", "INSTANCES", "--output", "out.parquet"),
+            *("--model-name", "housing_sklearn"),
+        ],
         [
             "storage.upload_jsonl",
             "aiplatform.Model",
             "Model.batch_predict",
-            "storage.merge_results",
+            "output.merge_results",
         ],
     ),
     "train": (["--epochs", "3"], ["aiplatform.CustomJob", "CustomJob.submit"]),
@@ -65,6 +71,7 @@ DRY_RUNS = {
             "Endpoint.delete",
             "aiplatform.BatchPredictionJob",
             "BatchPredictionJob.delete",
+            "storage.delete_prefix",
             "storage.delete_prefix",
         ],
     ),

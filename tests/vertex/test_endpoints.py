@@ -101,17 +101,98 @@ def test_predict_sends_gateway_instances_and_returns_predictions(
         tmp_path / "instances.jsonl", rows.astype(object).where(rows.notna(), None)
     )
     code, result, _ = run_cli(
-        capsys, "predict", "--endpoint", deployed["endpoint"], "--instances", str(instances)
+        capsys,
+        "predict",
+        "--endpoint",
+        deployed["endpoint"],
+        "--instances",
+        str(instances),
+        "--model-name",
+        "housing_sklearn",
     )
     assert code == 0
     (request,) = vertex.requests("Predict")
     sent = [dict(i) for i in request.instances]
     assert sent[0]["ocean_proximity"] == rows.iloc[0]["ocean_proximity"]
+    # The project's image imputes for housing_sklearn (ratios, logs): it gets null.
     assert sent[1]["total_bedrooms"] is None
     assert set(sent[0]) == set(FEATURES)
     expected = small_model.predict(rows)
-    assert result["predictions"] == [float(v) for v in expected]
+    assert [r["predicted_median_house_value"] for r in result["rows"]] == [
+        float(v) for v in expected
+    ]
     assert result["deployed_model_id"] == deployed["deployed_models"][0]
+
+
+def test_predict_validates_rows_chunks_requests_and_keeps_the_id_column(
+    vertex: Any, capsys: Any, split: Any, small_model: Any, tmp_path: Path
+) -> None:
+    """2,500 rows, three of them corrupt: those are reported by row and id and never sent;
+    the rest go in requests of at most 1,000 instances (the serving container's limit)."""
+    model = upload(capsys)
+    _, deployed, _ = run_cli(capsys, "deploy", "--model", model)
+    frame = split.test.head(2500)[list(FEATURES)].astype(object)
+    frame.insert(0, "district", [f"d{i:05d}" for i in range(len(frame))])
+    frame.iloc[10, frame.columns.get_loc("median_income")] = "lots"
+    frame.iloc[1200, frame.columns.get_loc("population")] = -5.0
+    frame.iloc[2499, frame.columns.get_loc("ocean_proximity")] = "MOON"
+    path = tmp_path / "districts.csv"
+    frame.to_csv(path, index=False)
+    output = tmp_path / "scored.parquet"
+
+    code, result, err = run_cli(
+        capsys,
+        "predict",
+        "--endpoint",
+        deployed["endpoint"],
+        "--instances",
+        str(path),
+        "--model-name",
+        "housing_sklearn",
+        "--id-column",
+        "district",
+        "--output",
+        str(output),
+    )
+
+    assert code == 0, err
+    requests = vertex.requests("Predict")
+    assert [len(r.instances) for r in requests] == [1000, 1000, 497]
+    assert result["predicted"] == 2497 and result["rejected"] == 3
+    bad = {r["row"]: r for r in result["rows"] if "error" in r}
+    assert sorted(bad) == [11, 1201, 2500]
+    assert bad[11]["district"] == "d00010" and "median_income: not a number" in bad[11]["error"]
+    assert "population: negative count" in bad[1201]["error"]
+    assert "ocean_proximity: unknown category" in bad[2500]["error"]
+    good = frame.drop(index=frame.index[[10, 1200, 2499]])
+    expected = small_model.predict(good[list(FEATURES)].astype({"ocean_proximity": str}))
+    scored = pd.read_parquet(output)
+    assert scored["district"].tolist() == frame["district"].tolist()
+    kept = scored[scored["error"].isna()]
+    assert kept["district"].tolist() == good["district"].tolist()
+    assert kept["predicted_median_house_value"].tolist() == [float(v) for v in expected]
+
+
+def test_predict_dry_run_plans_one_request_per_thousand_rows(
+    vertex: Any, capsys: Any, split: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "many.csv"
+    pd.concat([split.train] * 2).head(5000).to_csv(path, index=False)
+    code, plan, _ = run_cli(
+        capsys,
+        "predict",
+        "--endpoint",
+        "9",
+        "--instances",
+        str(path),
+        "--model-name",
+        "housing_sklearn",
+        "--dry-run",
+    )
+    assert code == 0
+    chunks = [s["kwargs"]["instances"] for s in plan["steps"] if s["call"] == "Endpoint.predict"]
+    assert [c["count"] for c in chunks] == [1000] * 5
+    assert vertex.calls == []
 
 
 def test_predict_reads_csv_and_rejects_missing_columns(
@@ -119,14 +200,15 @@ def test_predict_reads_csv_and_rejects_missing_columns(
 ) -> None:
     path = tmp_path / "bad.csv"
     split.test.head(3)[list(FEATURES[:-1])].to_csv(path, index=False)
-    code, _, err = run_cli(capsys, "predict", "--endpoint", "1", "--instances", str(path))
+    args = ("--endpoint", "1", "--model-name", "housing_sklearn", "--instances")
+    code, _, err = run_cli(capsys, "predict", *args, str(path))
     assert code == 2 and "ocean_proximity" in err
     good = tmp_path / "good.csv"
     split.test.head(3).to_csv(good, index=False)
-    code, plan, _ = run_cli(
-        capsys, "predict", "--endpoint", "9", "--instances", str(good), "--dry-run"
-    )
+    code, plan, _ = run_cli(capsys, "predict", *args, str(good), "--dry-run")
     assert code == 0 and len(plan["steps"][1]["kwargs"]["instances"]) == 3
+    code, _, err = run_cli(capsys, "predict", *args, str(good), "--id-column", "nope")
+    assert code == 2 and "no id column 'nope'" in err
 
 
 def test_undeploy_one_then_cleanup_everything(
@@ -149,6 +231,8 @@ def test_undeploy_one_then_cleanup_everything(
 
     _, again, _ = run_cli(capsys, "deploy", "--model", model, "--endpoint", endpoint)
     _, job, _ = run_cli(capsys, "train", "--epochs", "2")
+    for folder in ("batch/20260101-000000", "jobs/housing-keras-1/model"):
+        storage_client.bucket(BUCKET).blob(f"housing/{folder}/x.json").upload_from_string("{}")
     code, result, err = run_cli(
         capsys,
         "cleanup",
@@ -166,8 +250,20 @@ def test_undeploy_one_then_cleanup_everything(
     assert [r.name for r in vertex.requests("DeleteModel")] == [model]
     assert [r.name for r in vertex.requests("DeleteCustomJob")] == [job["job"]]
     assert not vertex.endpoints and not vertex.models and not vertex.jobs
-    assert list(storage_client.list_blobs(BUCKET, prefix="housing/")) == []
-    assert any("blobs under" in d for d in result["deleted"])
+    # Job outputs and batch files go; uploaded model versions stay unless named.
+    left = {b.name for b in storage_client.list_blobs(BUCKET, prefix="housing/")}
+    assert left and all(name.startswith("housing/models/") for name in left)
+    assert sum("blobs under" in d for d in result["deleted"]) == 2
+
+    code, result, _ = run_cli(capsys, "cleanup", "--model-files", "housing_sklearn/1")
+    assert code == 0
+    left = {b.name for b in storage_client.list_blobs(BUCKET, prefix="housing/")}
+    assert not any(name.startswith("housing/models/housing_sklearn/1/") for name in left)
+
+
+def test_cleanup_model_files_must_name_a_model(vertex: Any, capsys: Any) -> None:
+    code, _, err = run_cli(capsys, "cleanup", "--model-files", "../etc", "--dry-run")
+    assert code == 2 and "expected MODEL or MODEL/VERSION" in err
 
 
 def test_cleanup_with_nothing_to_do_is_an_error(vertex: Any, capsys: Any) -> None:

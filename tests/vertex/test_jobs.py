@@ -12,8 +12,20 @@ import pytest
 from core.contract import FEATURES
 from tests.vertex.conftest import BUCKET, LOCATION, PROJECT, run_cli
 
+GPU_TRAINER = "europe-docker.pkg.dev/test-project/housing/trainer-gpu:1"
+
 
 def test_train_submits_a_custom_job_running_the_trainer_image(vertex: Any, capsys: Any) -> None:
+    code, result, _ = run_cli(capsys, "train", "--epochs", "30", "--wait")
+    assert code == 0
+    (request,) = vertex.requests("CreateCustomJob")
+    (pool,) = request.custom_job.job_spec.worker_pool_specs
+    assert pool.container_spec.image_uri.endswith("/housing/trainer:1")
+    assert not pool.machine_spec.accelerator_type
+    assert result["state"] == "JOB_STATE_SUCCEEDED"
+
+
+def test_gpu_training_runs_the_cuda_trainer_image(vertex: Any, capsys: Any) -> None:
     code, result, _ = run_cli(
         capsys,
         "train",
@@ -23,6 +35,8 @@ def test_train_submits_a_custom_job_running_the_trainer_image(vertex: Any, capsy
         "wide_deep",
         "--accelerator-type",
         "NVIDIA_TESLA_T4",
+        "--trainer-image-gpu",
+        GPU_TRAINER,
         "--wait",
     )
     assert code == 0
@@ -30,7 +44,7 @@ def test_train_submits_a_custom_job_running_the_trainer_image(vertex: Any, capsy
     assert request.parent == f"projects/{PROJECT}/locations/{LOCATION}"
     job = request.custom_job
     (pool,) = job.job_spec.worker_pool_specs
-    assert pool.container_spec.image_uri.endswith("/housing/trainer:1")
+    assert pool.container_spec.image_uri == GPU_TRAINER
     assert list(pool.container_spec.command) == ["python", "-m", "deploy.vertex.trainer"]
     assert list(pool.container_spec.args) == ["--epochs=30", "--arch=wide_deep"]
     assert pool.machine_spec.accelerator_type.name == "NVIDIA_TESLA_T4"
@@ -39,6 +53,29 @@ def test_train_submits_a_custom_job_running_the_trainer_image(vertex: Any, capsy
     )
     assert result["state"] == "JOB_STATE_SUCCEEDED"
     assert vertex.requests("GetCustomJob")
+
+
+def test_gpu_training_without_the_cuda_image_is_a_one_line_error(vertex: Any, capsys: Any) -> None:
+    code, _, err = run_cli(capsys, "train", "--accelerator-type", "NVIDIA_L4", "--dry-run")
+    assert code == 2 and "HOUSING_VERTEX_TRAINER_IMAGE_GPU" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_replica_count_makes_a_chief_and_a_worker_pool(vertex: Any, capsys: Any) -> None:
+    code, _, _ = run_cli(capsys, "train", "--replica-count", "3", "--epochs", "4")
+    assert code == 0
+    (request,) = vertex.requests("CreateCustomJob")
+    chief, workers = request.custom_job.job_spec.worker_pool_specs
+    assert (chief.replica_count, workers.replica_count) == (1, 2)
+    assert chief.container_spec == workers.container_spec
+    assert list(chief.container_spec.args) == ["--epochs=4"]
+
+
+def test_tune_defaults_are_modest(vertex: Any, capsys: Any) -> None:
+    code, plan, _ = run_cli(capsys, "tune", "--dry-run")
+    assert code == 0
+    tuning = plan["steps"][1]["kwargs"]
+    assert (tuning["max_trial_count"], tuning["parallel_trial_count"]) == (12, 3)
 
 
 def test_tune_builds_the_books_search_space(vertex: Any, capsys: Any) -> None:
@@ -106,6 +143,8 @@ def test_batch_predict_uploads_jsonl_runs_the_job_and_merges_in_input_order(
         str(source),
         "--output",
         str(output),
+        "--model-name",
+        "housing_sklearn",
         "--machine-type",
         "n1-highmem-2",
         "--max-replicas",
@@ -129,6 +168,62 @@ def test_batch_predict_uploads_jsonl_runs_the_job_and_merges_in_input_order(
     expected = small_model.predict(rows[list(FEATURES)])
     assert scored["predicted_median_house_value"].to_numpy() == pytest.approx(expected)
     assert result["rows"] == 40 and result["missing"] == 0
+
+
+def test_batch_predict_validates_rows_and_reads_csv(
+    vertex: Any, capsys: Any, split: Any, small_model: Any, tmp_path: Path
+) -> None:
+    """A corrupt row is reported in the output, never sent; ids and order are kept."""
+    _, uploaded, _ = run_cli(capsys, "upload", "--model", "housing_sklearn")
+    rows = split.test.head(12).reset_index(drop=True).astype({"median_income": object})
+    rows.insert(0, "house_id", [f"h{i}" for i in range(12)])
+    rows.loc[4, "median_income"] = "lots"
+    rows.loc[7, "total_bedrooms"] = float("nan")  # allowed: imputed by the model
+    source = tmp_path / "houses.csv"
+    rows.to_csv(source, index=False)
+    output = tmp_path / "scored.parquet"
+    code, result, err = run_cli(
+        capsys,
+        "batch-predict",
+        "--model",
+        uploaded["model"],
+        "--input",
+        str(source),
+        "--output",
+        str(output),
+        "--model-name",
+        "housing_sklearn",
+    )
+    assert code == 0, err
+    assert (result["rows"], result["predicted"], result["rejected"]) == (12, 11, 1)
+    scored = pd.read_parquet(output)
+    assert scored["house_id"].tolist() == rows["house_id"].tolist()
+    assert "median_income: not a number" in scored.loc[4, "error"]
+    assert pd.isna(scored.loc[4, "predicted_median_house_value"])
+    good = rows.drop(index=4)
+    expected = small_model.predict(good[list(FEATURES)].astype({"median_income": float}))
+    assert scored.drop(index=4)["predicted_median_house_value"].to_numpy() == pytest.approx(
+        expected
+    )
+
+
+def test_batch_predict_from_bigquery_is_planned(vertex: Any, capsys: Any) -> None:
+    code, plan, _ = run_cli(
+        capsys,
+        "batch-predict",
+        "--model",
+        "42",
+        "--bigquery-source",
+        "bq://test-project.housing.districts",
+        "--dry-run",
+    )
+    assert code == 0
+    job = plan["steps"][-1]["kwargs"]
+    assert plan["steps"][-1]["call"] == "Model.batch_predict"
+    assert job["bigquery_source"] == "bq://test-project.housing.districts"
+    assert job["bigquery_destination_prefix"] == f"bq://{PROJECT}"
+    assert (job["instances_format"], job["predictions_format"]) == ("bigquery", "bigquery")
+    assert "gcs_source" not in job and vertex.calls == []
 
 
 def test_batch_predict_rejects_other_output_formats(
