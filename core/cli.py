@@ -41,7 +41,12 @@ COMMANDS: list[tuple[str | None, str, list[str]]] = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command tree; or, when ``argv`` names a group (``serve ...``), that group
+    alone, so a server starts without importing every other command's module."""
+    words = [word for word in (argv or []) if not word.startswith("-")]
+    named = {group for group, _, _ in COMMANDS if group is not None}
+    only = words[0] if words and words[0] in named else None
     parser = argparse.ArgumentParser(
         prog="housing",
         description="California housing service: train, serve, monitor and deploy.",
@@ -57,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group, help_text, modules in COMMANDS:
+        if only is not None and group != only:
+            continue
         if group is None:
             target = top
         elif modules:
@@ -74,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from core import console
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     console.configure(quiet=args.quiet)
     # Servers keep their stderr untouched (operators read it raw); commands filter it.
     if args.verbose or args.command == "serve" or not _is_real_stderr():

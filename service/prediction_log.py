@@ -22,11 +22,12 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from core.contract import FEATURES
+
+if TYPE_CHECKING:  # pandas only where a window is read: the gateway never imports it
+    import pandas as pd
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -278,5 +279,7 @@ def records_to_frame(rows: Iterable[tuple]) -> pd.DataFrame:
                 "prediction": prediction,
             }
         )
+    import pandas as pd
+
     frame = pd.DataFrame(data, columns=LOG_COLUMNS)
     return frame.astype({name: float for name in FEATURES if name != "ocean_proximity"})

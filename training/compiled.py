@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 
 from core.contract import CATEGORICAL_FEATURE, FEATURES
+from core.digests import sha256_file
 from core.errors import UserError
-from training.data import sha256_file
 from training.repository import read_manifest, verify_artifact
 
 log = logging.getLogger("housing.compiled")

@@ -31,10 +31,10 @@ from typing import Any
 from google.protobuf import text_format
 
 from core.contract import DEFAULT_LABEL
+from core.digests import sha256_file
 from core.errors import UserError
 from core.settings import default_models_dir
 from core.tfserving_protos.tensorflow_serving.config import model_server_config_pb2
-from training.data import sha256_file
 
 CONFIG_NAME = "models.config"
 CONFIG_LOCK_NAME = ".models.config.lock"

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 
 from core.contract import FEATURES, SKLEARN_MODEL
+from core.digests import sha256_file
 from load_tests import stack
 from load_tests.grpc_payloads import predict_request, wire_frame
 from pipelines.train_sklearn import train_sklearn
 from service.model_server.servables import SklearnServable
 from tests.model_server.helpers import metric_value
 from training.compiled import COMPILED_NAME, FORM_COMPILED, FORM_PLAN
-from training.data import sha256_file
 from training.repository import MANIFEST_NAME, ModelRepository, load_sklearn_model
 
 pytestmark = pytest.mark.usefixtures("one_openmp_thread")

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from core.contract import FEATURES, SKLEARN_MODEL
+from core.digests import sha256_file
 from core.errors import UserError
 from pipelines.train_sklearn import train_sklearn
 from service.model_server.servables import SklearnServable
@@ -31,7 +32,6 @@ from training.compiled import (
     load_verified_trees,
     relative_difference,
 )
-from training.data import sha256_file
 from training.repository import load_sklearn_model
 
 pytestmark = pytest.mark.usefixtures("one_openmp_thread")

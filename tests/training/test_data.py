@@ -5,6 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from core.digests import sha256_file
 from training import data
 from training.data import DataError
 
@@ -20,7 +21,7 @@ def make_archive(members: dict[str, bytes]) -> bytes:
 
 
 def test_bundled_archive_has_the_book_checksum():
-    assert data.sha256_file(data.BUNDLED_ARCHIVE) == data.DATA_SHA256
+    assert sha256_file(data.BUNDLED_ARCHIVE) == data.DATA_SHA256
 
 
 def test_fetch_writes_a_valid_csv(tmp_path: Path):
