@@ -95,6 +95,22 @@ def test_the_compiled_form_equals_the_pipeline_on_the_test_split(compiled_form, 
     assert np.std(actual) > 50_000
 
 
+def test_concurrent_calls_from_several_threads_agree(compiled_form, split):
+    """The model server predicts in several threads: each gets its own tl2cgen predictor."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    columns = columns_of(split.test[list(FEATURES)])
+    chunks = [
+        {name: values[start : start + 256] for name, values in columns.items()}
+        for start in range(0, 4_096, 256)
+    ]
+    sequential = [compiled_form.predict(chunk) for chunk in chunks]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        concurrent = list(pool.map(compiled_form.predict, chunks))
+    for alone, together in zip(sequential, concurrent, strict=True):
+        np.testing.assert_array_equal(alone, together)
+
+
 def test_the_model_server_serves_the_compiled_form(published, model, split, caplog):
     caplog.set_level(logging.INFO, logger="housing.model_server")
     servable = SklearnServable(SKLEARN_MODEL, 1, published)
