@@ -133,17 +133,17 @@ def move_label(
         if version not in repo.versions(model):
             raise RepositoryError(f"{model} has no complete version {version}")
         entry = _entry(config, repo, model)
-        served = repo.served_versions(model)
-        if version not in served:
-            _set_policy(entry, served | {version}, dict(entry.version_labels))
+        widened = repo.served_versions(model) | {version}
+        _set_policy(entry, widened, dict(entry.version_labels))
     if watch is not None:
         watch.wait_available(model, version)
     with repo.update_config() as config:
         entry = _entry(config, repo, model)
         labels = {k: v for k, v in entry.version_labels.items() if v != retire}
         labels[label] = version
-        serve = set(labels.values()) | (keep or set())
-        _set_policy(entry, serve, labels)
+        # Versions another promotion added to the policy meanwhile are loading for it: keep.
+        meanwhile = repo.served_versions(model) - widened
+        _set_policy(entry, set(labels.values()) | (keep or set()) | meanwhile, labels)
     if watch is not None:
         watch.wait_label(model, label, version)
     return labels

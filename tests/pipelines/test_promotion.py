@@ -141,3 +141,19 @@ def test_default_version_follows_stable_else_the_highest_served(repo):
     assert repo.default_version(MODEL) == 3
     promotion.promote(repo, MODEL, 1)
     assert repo.default_version(MODEL) == 1
+
+
+def test_a_version_another_promotion_is_loading_stays_in_the_policy(repo):
+    """Two promotions interleaved: the other's first step (widen the policy so its version
+    loads) is not undone by this one's second step."""
+    promotion.promote(repo, MODEL, 3)
+
+    class Interleaved(RecordingWatch):
+        def wait_available(self, model: str, version: int) -> None:
+            with repo.update_config() as config:  # another promotion's first step
+                entry = repo.find_config(config, MODEL)
+                entry.model_version_policy.specific.versions.append(1)
+
+    promotion.promote(repo, MODEL, 2, label="canary", watch=Interleaved(repo))
+    assert repo.labels(MODEL) == {"stable": 3, "canary": 2}
+    assert policy_versions(repo) == {1, 2, 3}
