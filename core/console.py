@@ -48,9 +48,7 @@ def bar(iterable: Iterable[Any] | None = None, enabled: bool = True, **options: 
     ``enabled``: a command's own switch)."""
     from tqdm import tqdm
 
-    return tqdm(
-        iterable, file=sys.stderr, disable=not (enabled and progress_enabled()), **options
-    )
+    return tqdm(iterable, file=sys.stderr, disable=not (enabled and progress_enabled()), **options)
 
 
 @contextmanager

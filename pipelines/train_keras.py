@@ -165,12 +165,12 @@ def run_training(
         raise UserError(f"unknown --strategy {strategy!r}; expected {', '.join(STRATEGIES)}")
     if sample is not None and sample < MIN_SAMPLE:
         raise UserError(f"--sample must be at least {MIN_SAMPLE} rows, got {sample}")
+    from core.settings import default_models_dir
     from pipelines.model_card import write_card_after_training
     from training.data import load_split
     from training.keras_export import publish_keras
     from training.keras_models import ModelConfig, train_network
     from training.keras_search import random_search
-    from training.repository import DEFAULT_MODELS_DIR
 
     started = time.perf_counter()
     out_dir = run_dir("train-keras", runs_dir) if runs_dir else run_dir("train-keras")
@@ -236,10 +236,10 @@ def run_training(
     }
     serving = trained.serving()
     version, path, manifest = publish_keras(
-        models_dir or DEFAULT_MODELS_DIR, serving, split, manifest_extra
+        models_dir or default_models_dir(), serving, split, manifest_extra
     )
     card = write_card_after_training(
-        Path(models_dir or DEFAULT_MODELS_DIR), manifest["model"], version, split.test
+        Path(models_dir or default_models_dir()), manifest["model"], version, split.test
     )
     result: dict[str, Any] = {
         "model": manifest["model"],

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from training.repository import DEFAULT_MODELS_DIR
+    from core.settings import default_models_dir
     from training.sklearn_models import DEFAULT_MODEL_TYPE, MODEL_TYPES
 
     parser = subparsers.add_parser(
@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--models-dir",
         type=Path,
-        default=DEFAULT_MODELS_DIR,
+        default=default_models_dir(),
         help="model repository root (default: models/, or $HOUSING_MODELS_DIR)",
     )
     parser.add_argument(

@@ -32,11 +32,10 @@ from google.protobuf import text_format
 
 from core.contract import DEFAULT_LABEL
 from core.errors import UserError
-from core.paths import REPO_ROOT
+from core.settings import default_models_dir
 from core.tfserving_protos.tensorflow_serving.config import model_server_config_pb2
 from training.data import sha256_file
 
-DEFAULT_MODELS_DIR = Path(os.environ.get("HOUSING_MODELS_DIR", REPO_ROOT / "models"))
 CONFIG_NAME = "models.config"
 CONFIG_LOCK_NAME = ".models.config.lock"
 TFSERVING_CONFIG_NAME = "tfserving.config"
@@ -89,9 +88,7 @@ def version_numbers(model_dir: Path) -> list[int]:
     return sorted(found)
 
 
-def tree_sha256(
-    directory: Path, exclude: tuple[str, ...] = (MANIFEST_NAME, CARD_DIR)
-) -> str:
+def tree_sha256(directory: Path, exclude: tuple[str, ...] = (MANIFEST_NAME, CARD_DIR)) -> str:
     """One digest for a folder artifact (a SavedModel): relative paths and file digests.
     ``exclude`` names files or top-level folders left out (the manifest, the model card)."""
     digest = hashlib.sha256()
@@ -181,8 +178,8 @@ def load_sklearn_model(version_dir: Path) -> Any:
 class ModelRepository:
     """Versions, manifests and the ``models.config`` index of one models folder."""
 
-    def __init__(self, root: Path | str = DEFAULT_MODELS_DIR):
-        self.root = Path(root)
+    def __init__(self, root: Path | str | None = None):
+        self.root = Path(root) if root is not None else default_models_dir()
 
     @property
     def config_path(self) -> Path:

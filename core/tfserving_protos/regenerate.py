@@ -7,8 +7,9 @@ next to this file, with the imports moved under ``core.tfserving_protos`` (the r
 
 ``--refresh-protos`` (needs TensorFlow and tensorflow-serving-api installed) only rewrites
 ``proto/`` from the descriptors that TensorFlow's own modules register: run it after a
-TensorFlow upgrade changes the protocol, then run the script again without flags. The ``.proto`` text it prints
-is the protocol's definition (messages, fields, numbers, options), comments aside.
+TensorFlow upgrade changes the protocol, then run the script again without flags. The
+``.proto`` text it prints is the protocol's definition (messages, fields, numbers, options),
+comments aside.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ from core.contract import SKLEARN_MODEL
 from core.paths import REPO_ROOT
 from core.process import http_ok
 from load_tests import models, run_locust, stack
-from load_tests.peers.servers import BATCHING
 from training.data import Split
 from training.repository import ModelRepository
 
@@ -28,8 +27,7 @@ def gateway(split: Split, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     root = tmp_path_factory.mktemp("load")
     repo = ModelRepository(root / "models")
     models.publish_sklearn(repo, models.small_sklearn(split.train))
-    batching = root / "batching.config"
-    batching.write_text(BATCHING)
+    batching = REPO_ROOT / "deploy" / "tfserving" / "batching.config"  # the stack's
     server = stack.model_server(repo.config_path, root / "model-server.log", batching_file=batching)
     gateway = stack.gateway(
         {SKLEARN_MODEL: server.address("grpc")},
