@@ -20,9 +20,8 @@ import pandas as pd
 import pytest
 
 from core.contract import FEATURES, KERAS_MODEL, NULLABLE_FEATURES, OUTPUT_NAME
-from core.process import http_ok
 from deploy.vertex.instances import missing_value_encoding, to_instances
-from load_tests.stack import model_server
+from load_tests.stack import model_server, serving
 from training.keras_preprocessing import to_tensors
 
 
@@ -46,14 +45,10 @@ def test_encoded_rows_through_the_signature_equal_nan_rows_through_the_server(
 
     via_signature = signature(**to_tensors(pd.DataFrame(encoded)))[OUTPUT_NAME].numpy()
 
-    server = model_server(published.models_dir / "models.config", tmp_path / "server.log")
-    url = f"{server.url('rest')}/v1/models/{KERAS_MODEL}"
-    server.start()
-    try:
-        server.wait_ready(http_ok(url), timeout=180)
-        answer = httpx.post(f"{url}:predict", json={"instances": to_instances(rows)}, timeout=60)
-    finally:
-        server.stop()
+    with model_server(published.models_dir / "models.config", tmp_path / "server.log") as server:
+        serving(server, timeout=180)
+        url = f"{server.url('rest')}/v1/models/{KERAS_MODEL}:predict"
+        answer = httpx.post(url, json={"instances": to_instances(rows)}, timeout=60)
     assert answer.status_code == 200, answer.text
     via_server = np.array(answer.json()["predictions"], dtype=np.float32).reshape(-1)
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from core.paths import REPO_ROOT
+from core.process import free_port
 from deploy.vertex.trainer import cluster_role
-from load_tests.stack import free_port
 
 SETTINGS = ["--epochs=4", "--sample=2000", "--n_hidden=2", "--n_neurons=30"]
 TOLERANCE = 0.15  # relative test-RMSE difference allowed (different batch order and LR)
