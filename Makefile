@@ -33,19 +33,15 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 # The docker stack (needs Docker with the compose plugin; not available on this project's CI).
-# Files the trainer writes into ./models belong to you.
-DOCKER_ENV := HOUSING_UID=$$(id -u) HOUSING_GID=$$(id -g)
-
+# Plain `docker compose up --build` works as well: no folder or variable needs preparing.
 docker-build:
 	docker compose build
 
 docker-up:
-	mkdir -p models
-	$(DOCKER_ENV) docker compose up --build
+	docker compose up --build
 
 docker-gpu:
-	mkdir -p models
-	$(DOCKER_ENV) HOUSING_KERAS_TARGET=tfserving-gpu:8500 docker compose --profile gpu up --build
+	HOUSING_KERAS_TARGET=tfserving-gpu:8500 docker compose --profile gpu up --build
 
 docker-down:
 	docker compose --profile gpu --profile load down

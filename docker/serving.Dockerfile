@@ -46,7 +46,10 @@ COPY service/ service/
 COPY deploy/ deploy/
 RUN mkdir -p /models /var/lib/housing && chown 10001:10001 /models /var/lib/housing
 USER 10001:10001
-ENV HOUSING_PREDICTION_LOG_PATH=/var/lib/housing/predictions.sqlite3
+# Vertex AI authenticates every call (IAM) before it reaches the container, so the gateway
+# on 0.0.0.0 runs without API keys; set HOUSING_API_KEYS to require one anywhere else.
+ENV HOUSING_PREDICTION_LOG_PATH=/var/lib/housing/predictions.sqlite3 \
+    HOUSING_ALLOW_UNAUTHENTICATED=true
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % (os.environ.get('AIP_HTTP_PORT') or '8000'), timeout=2)"]

@@ -71,7 +71,7 @@ def main() -> int:
         work = Path(scratch)
         models = args.models_dir or small_model_repo(work / "models")
         repo = ModelRepository(models)
-        version = repo.latest_version(SKLEARN_MODEL)
+        version = repo.default_version(SKLEARN_MODEL)  # stable, as batch-score picks it
         if version is None:
             raise SystemExit(f"no {SKLEARN_MODEL} in {models}")
         model = load_sklearn_model(repo.version_dir(SKLEARN_MODEL, version))

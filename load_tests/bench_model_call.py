@@ -38,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from sklearn.base import clone  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from core.contract import FEATURES, SKLEARN_MODEL  # noqa: E402
@@ -120,7 +121,6 @@ class LightgbmBoosters:
 def lightgbm_cv(model, train, folds: int = 5) -> float:
     """5-fold CV RMSE of LightGBM boosters on the model's preprocessing (refitted per fold),
     the same folds as ``training.search``'s comparison."""
-    from sklearn.base import clone
     from sklearn.model_selection import KFold
 
     X, y = features_and_target(train)  # noqa: N806
@@ -216,7 +216,9 @@ def main() -> int:
         train_features = plan.transform(columns_of(split.train))
         compile_trees(estimator, Path(scratch), train_features)
         compiled = load_compiled_trees(Path(scratch) / "trees.so", estimator)
-        _, y_train = features_and_target(split.train)
+        # LightGBM learns from the leave-one-out neighbour features, as the boosters did.
+        X_train, y_train = features_and_target(split.train)  # noqa: N806
+        loo_features = clone(model.steps[0][1]).fit_transform(X_train[list(FEATURES)], y_train)
         candidates = {
             "pipeline (joblib Pipeline.predict)": PipelineForm(model),
             "plan (feature plan + sklearn boosters)": FastPipeline(plan, estimator, FORM_PLAN),
@@ -225,7 +227,7 @@ def main() -> int:
             ),
             "compiled (feature plan + tl2cgen C)": FastPipeline(plan, compiled, FORM_COMPILED),
             "lightgbm 3x300 (feature plan + LightGBM)": FastPipeline(
-                plan, LightgbmBoosters(train_features, y_train.to_numpy()), "lightgbm"
+                plan, LightgbmBoosters(loo_features, y_train.to_numpy()), "lightgbm"
             ),
         }
         features_only = {

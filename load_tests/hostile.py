@@ -8,16 +8,20 @@ still be answered afterwards.
 
     python -m load_tests.hostile --models-dir models       # starts the server as the stack does
     python -m load_tests.hostile --grpc 127.0.0.1:8500 --rest http://127.0.0.1:8501 --pid PID
+    python -m load_tests.hostile --models-dir models --flood 200   # many large requests at once
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,6 +192,9 @@ def grpc_corpus() -> list[GrpcCase]:
         GrpcCase("unknown label", Code.INVALID_ARGUMENT, changed(spec(version_label="gold"))),
         GrpcCase("unknown output in output_filter", Code.INVALID_ARGUMENT,
                  changed(lambda r: r.output_filter.append("price"))),
+        GrpcCase("2 MB category string", Code.RESOURCE_EXHAUSTED,
+                 changed(set_input(CATEGORICAL_FEATURE,
+                                   tensor([b"x" * 2_000_000], types_pb2.DT_STRING)))),
         GrpcCase("bytes that are not a PredictRequest", Code.INVALID_ARGUMENT,
                  lambda model: b"\xff\xff\xff\xff"),
         GrpcCase("40 MB message", Code.RESOURCE_EXHAUSTED,
@@ -277,6 +284,8 @@ def rest_corpus() -> list[RestCase]:
                  body({"instances": [EXAMPLE_INSTANCE, row(extra=1)]})),
         RestCase("unknown input", 400, body({"instances": [row(rooms=[[1, [2]]])]})),
         RestCase("both inputs and instances", 400, body({**good, "inputs": columns})),
+        RestCase("2 MB category string", 413,
+                 body({"instances": [row(ocean_proximity="x" * 2_000_000)]})),
         RestCase("one row over the row limit", 413,
                  body({"instances": [EXAMPLE_INSTANCE] * (MAX_ROWS + 1)})),
         RestCase("40 MB body", 413, lambda: b" " * BIG_BYTES),
@@ -381,6 +390,53 @@ def run(grpc_target: str, rest_url: str, pid: int, model: str = SKLEARN_MODEL, r
 
 
 @dataclass
+class Flood:
+    codes: dict[str, int]
+    rss_before: int
+    rss_peak: int
+    rss_after: int
+
+
+def flood(grpc_target: str, pid: int, model: str, count: int, size: int) -> Flood:
+    """``count`` requests at once, each with a ``size``-byte category: what many large
+    messages in flight cost the server (RSS sampled every 50 ms)."""
+    request = good_request(model)
+    request.inputs[CATEGORICAL_FEATURE].string_val[:] = [b"x" * size]
+    payload = request.SerializeToString()
+
+    async def send_all() -> list[str]:
+        options = [("grpc.max_send_message_length", -1)]
+        async with grpc.aio.insecure_channel(grpc_target, options=options) as channel:
+            call = channel.unary_unary(PREDICT_METHOD, request_serializer=lambda data: data)
+
+            async def one() -> str:
+                try:
+                    await call(payload, timeout=120)
+                except grpc.aio.AioRpcError as error:
+                    return error.code().name
+                return "OK"
+
+            return await asyncio.gather(*(one() for _ in range(count)))
+
+    before = rss_bytes(pid)
+    peak = [before]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], rss_bytes(pid))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        codes = asyncio.run(send_all())
+    finally:
+        done.set()
+        sampler.join()
+    return Flood(dict(Counter(codes)), before, peak[0], rss_bytes(pid))
+
+
+@dataclass
 class Target:
     grpc: str
     rest: str
@@ -435,17 +491,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pid", type=int, help="its process id, for the RSS figures")
     parser.add_argument("--model", default=SKLEARN_MODEL)
     parser.add_argument("--rounds", type=int, default=2, help="times the corpus is sent")
+    parser.add_argument(
+        "--flood",
+        type=int,
+        metavar="N",
+        help="instead of the corpus: N requests at once (see --flood-bytes)",
+    )
+    parser.add_argument(
+        "--flood-bytes",
+        type=int,
+        default=1_000_000,
+        help="size of each flood request's category string (1,000,000)",
+    )
     args = parser.parse_args(argv)  # fmt: skip
-    if args.grpc:
-        if not (args.rest and args.pid):
-            parser.error("--grpc needs --rest and --pid")
-        report = run(args.grpc, args.rest, args.pid, args.model, args.rounds)
-    else:
-        with (
-            tempfile.TemporaryDirectory() as logs,
-            stack_model_server(args.models_dir.resolve(), Path(logs), args.model) as target,
-        ):
-            report = run(target.grpc, target.rest, target.pid, args.model, args.rounds)
+    with contextlib.ExitStack() as stack:
+        if args.grpc:
+            if not (args.rest and args.pid):
+                parser.error("--grpc needs --rest and --pid")
+            target = Target(args.grpc, args.rest, args.pid)
+        else:
+            logs = stack.enter_context(tempfile.TemporaryDirectory())
+            target = stack.enter_context(
+                stack_model_server(args.models_dir.resolve(), Path(logs), args.model)
+            )
+        if args.flood:
+            result = flood(target.grpc, target.pid, args.model, args.flood, args.flood_bytes)
+            mib = 1024 * 1024
+            print(
+                f"{args.flood} requests of {args.flood_bytes:,} bytes at once: {result.codes}; "
+                f"RSS {result.rss_before / mib:.0f} MiB, peak {result.rss_peak / mib:.0f}, "
+                f"after {result.rss_after / mib:.0f}"
+            )
+            return 0
+        report = run(target.grpc, target.rest, target.pid, args.model, args.rounds)
     print_report(report)
     return 0 if report.passed else 1
 

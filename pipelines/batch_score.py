@@ -2,8 +2,11 @@
 
 Streams the input in chunks of ``--batch-size`` rows (one Predict call each), keeps up to
 ``--concurrency`` calls in flight, writes Parquet or CSV output in input order with the
-prediction in ``predicted_median_house_value``, rejected rows to an errors file, and a summary
-JSON. ``--resume`` continues an interrupted run without scoring a row twice or missing one.
+prediction in ``predicted_median_house_value`` and the answering version in ``model_version``,
+rejected rows to an errors file, and a summary JSON. Without ``--version``/``--label`` it asks
+for the ``stable`` label (the server's default only for a model without labels) and pins the
+version of the first answer for the whole run. ``--resume`` continues an interrupted run with
+the same version, without scoring a row twice or missing one.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import json
 from pathlib import Path
 
+from core.contract import DEFAULT_LABEL
 from core.errors import UserError
 from pipelines.common import write_results
 
@@ -43,8 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", type=Path, required=True, help=".parquet or .csv")
     parser.add_argument("--model", required=True, help="model name, e.g. housing_sklearn")
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--version", type=positive, help="model version (default: served one)")
-    which.add_argument("--label", help="version label, e.g. stable or canary")
+    which.add_argument(
+        "--version",
+        type=positive,
+        help=f"model version (default: the {DEFAULT_LABEL!r} label's, pinned for the run)",
+    )
+    which.add_argument("--label", help=f"version label, e.g. canary (default {DEFAULT_LABEL})")
     parser.add_argument(
         "--target",
         type=target,
@@ -66,7 +74,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--summary", type=Path, help="summary JSON (default OUTPUT.summary.json)")
     parser.add_argument("--id-column", help="input column carried through to the output")
     parser.add_argument(
-        "--deadline", type=float, default=30.0, help="seconds per gRPC call (default 30)"
+        "--deadline", type=float, default=30.0, help="seconds per gRPC attempt (default 30)"
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=300.0,
+        help="seconds for all attempts of one chunk, retries included (default 300)",
     )
     parser.add_argument(
         "--retries",
@@ -88,8 +102,8 @@ def handle(args: argparse.Namespace) -> int:
         raise UserError(f"--errors {errors}: must end in .csv or .parquet")
     if args.input.resolve() in (args.output.resolve(), errors.resolve()):
         raise UserError("--input must differ from --output and --errors")
-    if args.deadline <= 0 or args.retries < 0:
-        raise UserError("--deadline must be positive and --retries non-negative")
+    if args.deadline <= 0 or args.budget <= 0 or args.retries < 0:
+        raise UserError("--deadline and --budget must be positive and --retries non-negative")
     job = Job(
         input=args.input,
         output=args.output,
@@ -103,6 +117,7 @@ def handle(args: argparse.Namespace) -> int:
         id_column=args.id_column,
         resume=args.resume,
         deadline=args.deadline,
+        budget=args.budget,
         retries=args.retries,
         progress=not args.no_progress,
     )

@@ -24,3 +24,18 @@ def write_results(path: Path, payload: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
     return path
+
+
+def audit_publish(result: dict[str, Any], command: str) -> None:
+    """Every publish goes to ``models/audit.jsonl``, like promotions and retrains."""
+    from pipelines.promotion import audit
+    from training.repository import ModelRepository
+
+    version_dir = Path(result["path"])
+    audit(
+        ModelRepository(version_dir.parents[1]),
+        "publish",
+        result["model"],
+        version=result["version"],
+        command=command,
+    )

@@ -27,7 +27,7 @@ RUN_NAME = "evaluate"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from core.contract import SKLEARN_MODEL
-    from training.repository import DEFAULT_MODELS_DIR
+    from core.settings import default_models_dir
 
     parser = subparsers.add_parser(
         "evaluate",
@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--models-dir",
         type=Path,
-        default=DEFAULT_MODELS_DIR,
+        default=default_models_dir(),
         help="model repository root (default: models/, or $HOUSING_MODELS_DIR)",
     )
     parser.add_argument(

@@ -8,12 +8,12 @@ from pathlib import Path
 
 
 def add_repository_arguments(parser: argparse.ArgumentParser) -> None:
-    from training.repository import DEFAULT_MODELS_DIR
+    from core.settings import default_models_dir
 
     parser.add_argument(
         "--models-dir",
         type=Path,
-        default=DEFAULT_MODELS_DIR,
+        default=default_models_dir(),
         help="model repository holding models.config (default: models/ or HOUSING_MODELS_DIR)",
     )
     parser.add_argument(

@@ -13,8 +13,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from core.errors import UserError
+from core.settings import shared
 
-DEFAULT_LOG = os.environ.get("HOUSING_PREDICTION_LOG_PATH", "logs/predictions.sqlite3")
 LOG_PREFIX = "log:"
 LOG_KEYS = {"since", "until", "limit", "model", "version"}
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -92,8 +92,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     perf.add_argument("--labels", required=True, type=Path, help="ground-truth labels file")
+    default_log = shared().prediction_log_path
     perf.add_argument(
-        "--log", default=DEFAULT_LOG, type=Path, help=f"prediction log (default: {DEFAULT_LOG})"
+        "--log",
+        default=default_log,
+        type=Path,
+        help=f"prediction log (default: $HOUSING_PREDICTION_LOG_PATH or {default_log})",
     )
     perf.add_argument(
         "--window", default="1h", help="time window for the per-window RMSE, e.g. 30m, 1h, 1d"
@@ -202,10 +206,10 @@ def load_reference(spec: str, models_dir: Path | None):
     if path.is_file() or path.suffix.lower() in {".csv", ".parquet", ".pq"}:
         return read_table(path, "reference"), {"source": str(path)}
     from training.reference import REFERENCE_NAME, read_reference
-    from training.repository import DEFAULT_MODELS_DIR, ModelRepository
+    from training.repository import ModelRepository
 
     name, _, version_text = spec.partition(":")
-    repo = ModelRepository(models_dir or DEFAULT_MODELS_DIR)
+    repo = ModelRepository(models_dir)
     if not repo.model_dir(name).is_dir():
         raise UserError(f"--reference {spec!r} is neither a file nor a model in {repo.root}")
     if version_text:

@@ -31,7 +31,9 @@ CANDIDATE = "candidate"
 
 def actor() -> str:
     """Who is acting: HOUSING_ACTOR (set it in schedulers), else the OS user."""
-    return os.environ.get("HOUSING_ACTOR") or getpass.getuser()
+    from core.settings import shared
+
+    return shared().actor or getpass.getuser()
 
 
 def audit(repo: ModelRepository, action: str, model: str, **details: Any) -> dict[str, Any]:

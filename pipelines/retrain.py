@@ -119,28 +119,58 @@ def evaluate(version_dir: Path, holdout: pd.DataFrame) -> dict[str, Any]:
 def train_candidate(
     model: str, models_dir: Path, split, production: dict[str, Any] | None, args
 ) -> int:
-    """Train on ``split.train`` with the production version's configuration (its manifest's
-    model type or architecture); return the new version."""
+    """Train on ``split.train`` with the production version's full configuration (the
+    hyperparameters in its manifest; ``--epochs`` / ``--search`` override); return the new
+    version."""
     from core.contract import SKLEARN_MODEL
 
     hyperparameters = (production or {}).get("hyperparameters", {})
     if model == SKLEARN_MODEL:
         from pipelines.train_sklearn import train_sklearn
 
+        inherit = args.search == "none"
         result = train_sklearn(
             models_dir,
             search=args.search,
             split=split,
-            model_type=hyperparameters.get("model_type"),
+            model_type=hyperparameters.get("model_type") if inherit else None,
+            params=hyperparameters.get("params") if inherit else None,
+            pipeline_params=hyperparameters.get("pipeline_params") if inherit else None,
         )
     else:
         from pipelines.train_keras import train_keras
 
-        extra: dict[str, Any] = {"epochs": args.epochs} if args.epochs else {}
-        if hyperparameters.get("arch"):
-            extra["arch"] = hyperparameters["arch"]
-        result = train_keras(models_dir, split=split, **extra)
+        result = train_keras(models_dir, split=split, **keras_configuration(hyperparameters, args))
     return int(result["version"])
+
+
+def keras_configuration(hyperparameters: dict[str, Any], args) -> dict[str, Any]:
+    """``train_keras`` options repeating a manifest's Keras hyperparameters."""
+    from dataclasses import fields
+
+    from training.keras_models import ModelConfig
+    from training.keras_preprocessing import PreprocessingConfig
+
+    options: dict[str, Any] = {}
+    for name in ("arch", "epochs", "batch_size", "seed"):
+        if name in hyperparameters:
+            options[name] = hyperparameters[name]
+    if args.epochs:
+        options["epochs"] = args.epochs
+    overrides = {
+        f.name: hyperparameters[f.name]
+        for f in fields(ModelConfig)
+        if f.name in hyperparameters and f.name != "arch"
+    }
+    if isinstance(overrides.get("preprocessing"), dict):
+        known = {f.name for f in fields(PreprocessingConfig)}
+        settings = {k: v for k, v in overrides["preprocessing"].items() if k in known}
+        if isinstance(settings.get("neighbours"), list):
+            settings["neighbours"] = tuple(settings["neighbours"])
+        overrides["preprocessing"] = PreprocessingConfig(**settings)
+    if overrides:
+        options["overrides"] = overrides
+    return options
 
 
 def decide(
@@ -205,7 +235,11 @@ def retrain(args: argparse.Namespace) -> dict[str, Any]:
             promotion.promote(repo, args.model, production, reason="baseline before retraining")
     production_manifest = repo.manifest(args.model, production) if production else None
     candidate = train_candidate(
-        args.model, repo.root, Split(train=train, test=book.test), production_manifest, args
+        args.model,
+        repo.root,
+        Split(train=train, test=book.test, source=args.data),
+        production_manifest,
+        args,
     )
     promotion.audit(repo, "publish", args.model, version=candidate, source=args.data)
 

@@ -9,18 +9,19 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core import console
 from core.errors import UserError
-from pipelines.common import DEFAULT_RUNS_DIR, run_dir, write_results
+from pipelines.common import DEFAULT_RUNS_DIR, audit_publish, run_dir, write_results
 
 if TYPE_CHECKING:
     from training.data import Split
 
 ARCHITECTURES = ("mlp", "wide_deep")
-STRATEGIES = ("auto", "mirrored", "default")
+STRATEGIES = ("auto", "mirrored", "default", "multi_worker")
 DEFAULT_ARCH = "mlp"
 DEFAULT_EPOCHS = 60
 DEFAULT_BATCH_SIZE = 64
@@ -71,7 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=STRATEGIES,
         default="auto",
         help="distribution: auto = MirroredStrategy only when more than one GPU is visible, "
-        "mirrored = always MirroredStrategy, default = TensorFlow's default (default: auto)",
+        "mirrored = always MirroredStrategy, default = TensorFlow's default, multi_worker = "
+        "MultiWorkerMirroredStrategy over the machines in TF_CONFIG (default: auto)",
     )
     parser.add_argument(
         "--trials",
@@ -117,6 +119,7 @@ def handle(args: argparse.Namespace) -> int:
         # Keras' own bar on a terminal, one line per epoch in logs, nothing under --quiet.
         verbose=0 if console.quiet() else "auto" if sys.stdout.isatty() else 2,
     )
+    audit_publish(result, "housing train keras")
     metrics = result["metrics"]
     low, high = metrics["test_rmse_ci95_t"]
     print(
@@ -162,12 +165,12 @@ def run_training(
         raise UserError(f"unknown --strategy {strategy!r}; expected {', '.join(STRATEGIES)}")
     if sample is not None and sample < MIN_SAMPLE:
         raise UserError(f"--sample must be at least {MIN_SAMPLE} rows, got {sample}")
+    from core.settings import default_models_dir
     from pipelines.model_card import write_card_after_training
     from training.data import load_split
     from training.keras_export import publish_keras
     from training.keras_models import ModelConfig, train_network
     from training.keras_search import random_search
-    from training.repository import DEFAULT_MODELS_DIR
 
     started = time.perf_counter()
     out_dir = run_dir("train-keras", runs_dir) if runs_dir else run_dir("train-keras")
@@ -175,6 +178,7 @@ def run_training(
     train = split.train
     if sample is not None:
         train = train.sample(n=min(sample, len(train)), random_state=seed)
+        split = replace(split, train=train)  # the manifest records the rows actually fitted
     val = train.sample(frac=VALIDATION_FRACTION, random_state=seed)
     fit = train.drop(index=val.index)
 
@@ -232,10 +236,10 @@ def run_training(
     }
     serving = trained.serving()
     version, path, manifest = publish_keras(
-        models_dir or DEFAULT_MODELS_DIR, serving, split, manifest_extra
+        models_dir or default_models_dir(), serving, split, manifest_extra
     )
     card = write_card_after_training(
-        Path(models_dir or DEFAULT_MODELS_DIR), manifest["model"], version, split.test
+        Path(models_dir or default_models_dir()), manifest["model"], version, split.test
     )
     result: dict[str, Any] = {
         "model": manifest["model"],

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core import console
 from core.errors import UserError
-from pipelines.common import run_dir, write_results
+from pipelines.common import audit_publish, run_dir, write_results
 
 PUBLISHING_SEARCHES = ("none", "grid", "random")
 CV_ONLY_SEARCHES = ("baselines", "compare")
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from training.repository import DEFAULT_MODELS_DIR
+    from core.settings import default_models_dir
     from training.sklearn_models import DEFAULT_MODEL_TYPE, MODEL_TYPES
 
     parser = subparsers.add_parser(
@@ -59,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--models-dir",
         type=Path,
-        default=DEFAULT_MODELS_DIR,
+        default=default_models_dir(),
         help="model repository root (default: models/, or $HOUSING_MODELS_DIR)",
     )
     parser.add_argument(
@@ -109,6 +110,7 @@ def run_train_sklearn(args: argparse.Namespace) -> int:
         model_type=args.model_type,
         compile_trees=args.compile_trees,
     )
+    audit_publish(results, "housing train sklearn")
     metrics = results["metrics"]
     low, high = metrics["test_rmse_ci95_t"]
     boot_low, boot_high = metrics["test_rmse_ci95_bootstrap"]
@@ -154,12 +156,15 @@ def train_sklearn(
     model_type: str | None = None,
     params: dict[str, Any] | None = None,
     split: Split | None = None,
+    pipeline_params: dict[str, Any] | None = None,
     compile_trees: bool = True,
 ) -> dict[str, Any]:
     """Train, score the full book test split, publish the next version; return the results.
 
     ``sample`` trains on that many random training rows (fast tests); ``params`` overrides
     the builder's keyword arguments (e.g. fewer iterations); ``split`` saves reloading it;
+    ``pipeline_params`` are set on the built pipeline (a search's best parameters). The
+    manifest records ``params`` and ``pipeline_params``, so a retrain can repeat them.
     ``compile_trees`` also publishes the compiled trees (``training.compiled``).
     """
     from threadpoolctl import threadpool_limits
@@ -181,6 +186,7 @@ def train_sklearn(
         if not 0 < sample <= len(train):
             raise UserError(f"sample must be between 1 and {len(train)}, got {sample}")
         train = train.sample(n=sample, random_state=42)
+        split = replace(split, train=train)  # the manifest records the rows actually fitted
     X, y = features_and_target(train)  # noqa: N806 (sklearn's naming)
 
     started = time.perf_counter()
@@ -192,6 +198,8 @@ def train_sklearn(
     ):
         if search == "none":
             model = sklearn_models.build(model_type, n_jobs=n_jobs, **(params or {}))
+            if pipeline_params:
+                model.set_params(**pipeline_params)
             model.fit(X, y)
             model_type_published = model_type
         else:
@@ -207,6 +215,7 @@ def train_sklearn(
     hyperparameters: dict[str, Any] = {
         "model_type": model_type_published,
         "search": search,
+        "params": dict(params or {}),
         "train_rows": int(len(X)),
         "n_clusters": int(preprocessor.named_transformers_["geo"].n_clusters),
         "feature_blocks": list(preprocessor.named_transformers_),
@@ -214,8 +223,10 @@ def train_sklearn(
         "regressor": describe(model),
     }
     extra_metrics: dict[str, Any] = {}
+    hyperparameters["pipeline_params"] = dict(pipeline_params or {})
     if search_results is not None:
         hyperparameters["search_best_params"] = search_results["best_params"]
+        hyperparameters["pipeline_params"] = search_results["best_params"]
         extra_metrics["cv_rmse"] = search_results["best_cv_rmse"]
         extra_metrics["cv_folds"] = 3
     elif sample is None and not params and model_type in sklearn_models.SELECTION["cv_rmse"]:

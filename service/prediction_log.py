@@ -247,8 +247,16 @@ def read_window(
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     sql = f"SELECT request_id, ts, model, version, features, prediction FROM predictions {where} "
     sql += "ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit else "")
-    conn = connect(path)
+    if not Path(path).is_file():
+        return records_to_frame([])
+    # A reader never creates or changes anything: no schema script, so it cannot undo
+    # what it finds (a missing table is an empty window, and a write failure stays one).
+    conn = sqlite3.connect(str(path), timeout=30)
     try:
+        if not conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'predictions'"
+        ).fetchone():
+            return records_to_frame([])
         rows = conn.execute(sql, params).fetchall()
     finally:
         conn.close()

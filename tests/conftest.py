@@ -1,5 +1,6 @@
 """Shared fixtures, each built once per session: the dataset and its split, a GCS emulator,
-and one small Keras training run (2,000 training rows, 2 epochs, into a temp repository; it
+the fake TF Serving upstream, one OpenMP thread for tests that train boosters, and one small
+Keras training run (2,000 training rows, 2 epochs, into a temp repository; it
 runs a 2-trial random search first, so the search path is exercised end to end too)."""
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from threadpoolctl import threadpool_limits
 
 from core.process import ManagedProcess, free_port, tcp_open
+from tests.fake_upstream import Behaviour, FakeUpstream
 from training.data import Split, load_split
 
 
@@ -33,6 +36,26 @@ def storage_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with ManagedProcess("gcp-storage-emulator", argv, log) as emulator:
         emulator.wait_ready(tcp_open(port), timeout=30)
         yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[FakeUpstream]:
+    """The fake TF Serving upstream, one per session; ``behaviour`` resets it per test."""
+    server = FakeUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def behaviour(upstream: FakeUpstream) -> Behaviour:
+    return upstream.servicer.reset()
+
+
+@pytest.fixture(scope="module")
+def one_openmp_thread() -> Iterator[None]:
+    """One OpenMP thread: on a busy shared machine spin-waiting threads cost minutes."""
+    with threadpool_limits(1):
+        yield
 
 
 @dataclass(frozen=True)

@@ -264,9 +264,7 @@ class Block:
             block = block_frame(columns, self.names)
         if self.kernel is not None:
             return self.kernel(block)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=FEATURE_NAMES_WARNING, category=UserWarning)
-            part = self.transformer.transform(block)
+        part = self.transformer.transform(block)
         return part.toarray() if hasattr(part, "toarray") else np.asarray(part)
 
 
@@ -311,6 +309,10 @@ class FeaturePlan:
             kernel = None if mixed else lower(transformer)
             block = Block(names, transformer, kernel, as_array=False)
             if kernel is None and not mixed:
+                # Once per process (a per-call catch_warnings is not thread-safe).
+                warnings.filterwarnings(
+                    "ignore", message=FEATURE_NAMES_WARNING, category=UserWarning
+                )
                 block.as_array = _same(Block(names, transformer, None, True), block, rows)
             blocks.append(block)
         steps = [step for _, step in model.steps[1:-1] if step not in (None, "passthrough")]

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from core.contract import (
     CATEGORICAL_FEATURE,
@@ -42,6 +41,9 @@ class DataError(UserError, ValueError):
 class Split:
     train: pd.DataFrame
     test: pd.DataFrame
+    source: str | None = None
+    """Where ``train`` came from when it is not the book's archive (e.g. retraining data);
+    recorded in each manifest by training.provenance."""
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -179,6 +181,8 @@ def income_category(median_income: pd.Series) -> pd.Series:
 def stratified_split(housing: pd.DataFrame, test_size: float = 0.2, seed: int = 42) -> Split:
     """The book's split: stratified on income category, 16,512 / 4,128 rows."""
     strata = income_category(housing["median_income"])
+    from sklearn.model_selection import train_test_split  # heavy: only to split
+
     train, test = train_test_split(housing, test_size=test_size, stratify=strata, random_state=seed)
     return Split(train=train, test=test)
 

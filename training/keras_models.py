@@ -202,13 +202,22 @@ def serving_model(model: keras.Model, target: TargetTransform, stats: TrainingSt
     return keras.Model(inputs, {OUTPUT_NAME: usd}, name=f"{model.name}_serving")
 
 
-STRATEGIES = ("auto", "mirrored", "default")
+STRATEGIES = ("auto", "mirrored", "default", "multi_worker")
+_MULTI_WORKER: list[tf.distribute.Strategy] = []
 
 
 def distribution_strategy(name: str = "auto") -> tf.distribute.Strategy:
-    """``auto``: MirroredStrategy when more than one GPU is visible, else the default one."""
+    """``auto``: MirroredStrategy when more than one GPU is visible, else the default one.
+
+    ``multi_worker``: MultiWorkerMirroredStrategy over the cluster in ``TF_CONFIG`` (one per
+    process: its collectives must be set up before any other TensorFlow op, so a
+    distributed entry point asks for it first thing, and later calls get the same one)."""
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; expected one of {STRATEGIES}")
+    if name == "multi_worker":
+        if not _MULTI_WORKER:
+            _MULTI_WORKER.append(tf.distribute.MultiWorkerMirroredStrategy())
+        return _MULTI_WORKER[0]
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         return tf.distribute.MirroredStrategy()
@@ -257,6 +266,57 @@ class Trained:
         return serving_model(self.model, self.target, self.stats)
 
 
+def fit_multi_worker(
+    model: keras.Model,
+    train_data: tf.data.Dataset,
+    val_data: tf.data.Dataset,
+    epochs: int,
+    patience: int,
+) -> dict[str, list[float]]:
+    """``model.fit`` under MultiWorkerMirroredStrategy: every worker runs the same steps on
+    its shard of each batch, gradients are summed across workers (Keras scales each
+    replica's loss by 1/replicas), and early stopping restores the best epoch's weights.
+    The learning rate stays fixed (no ReduceLROnPlateau)."""
+    strategy = distribution_strategy("multi_worker")
+    with strategy.scope():
+        model.optimizer.build(model.trainable_variables)
+    train_batches = strategy.experimental_distribute_dataset(train_data)
+    val_batches = strategy.experimental_distribute_dataset(val_data)
+
+    def replica_loss(x: Any, y: Any, training: bool) -> Any:
+        return model.compute_loss(x=x, y=y, y_pred=model(x, training=training), training=training)
+
+    @tf.function
+    def train_step(batch: Any) -> Any:
+        def step(x: Any, y: Any) -> Any:
+            with tf.GradientTape() as tape:
+                loss = replica_loss(x, y, training=True)
+            grads = tape.gradient(loss, model.trainable_variables)
+            model.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+            return loss
+
+        return strategy.reduce("SUM", strategy.run(step, args=batch), axis=None)
+
+    @tf.function
+    def val_step(batch: Any) -> Any:
+        per_replica = strategy.run(lambda x, y: replica_loss(x, y, training=False), args=batch)
+        return strategy.reduce("SUM", per_replica, axis=None)
+
+    history: dict[str, list[float]] = {"loss": [], "val_loss": []}
+    best, best_weights, waited = float("inf"), model.get_weights(), 0
+    for _ in range(epochs):
+        history["loss"].append(float(np.mean([float(train_step(b)) for b in train_batches])))
+        history["val_loss"].append(float(np.mean([float(val_step(b)) for b in val_batches])))
+        if history["val_loss"][-1] < best:
+            best, best_weights, waited = history["val_loss"][-1], model.get_weights(), 0
+        else:
+            waited += 1
+            if waited >= patience:
+                break
+    model.set_weights(best_weights)
+    return history
+
+
 def train_network(
     fit: pd.DataFrame,
     val: pd.DataFrame,
@@ -293,6 +353,14 @@ def train_network(
             monitor="val_loss", factor=0.5, patience=max(2, patience // 3)
         ),
     ]
+    if strategy == "multi_worker":
+        # Keras 3's fit() cannot consume a multi-worker distributed dataset
+        # (keras-team/keras#20585): a plain loop over strategy.run instead.
+        history = fit_multi_worker(model, train_data, val_data, epochs, patience)
+        trained = Trained(model, stats, target, history, val_rmse=float("nan"))
+        val_pred = trained.serving().predict(to_tensors(val), batch_size=4096, verbose=0)
+        trained.val_rmse = rmse(val[TARGET].to_numpy(), val_pred[OUTPUT_NAME])
+        return trained
     if log_dir is not None:
         callbacks += [
             keras.callbacks.ModelCheckpoint(

@@ -32,11 +32,10 @@ from google.protobuf import text_format
 
 from core.contract import DEFAULT_LABEL
 from core.errors import UserError
-from core.paths import REPO_ROOT
+from core.settings import default_models_dir
 from core.tfserving_protos.tensorflow_serving.config import model_server_config_pb2
 from training.data import sha256_file
 
-DEFAULT_MODELS_DIR = Path(os.environ.get("HOUSING_MODELS_DIR", REPO_ROOT / "models"))
 CONFIG_NAME = "models.config"
 CONFIG_LOCK_NAME = ".models.config.lock"
 TFSERVING_CONFIG_NAME = "tfserving.config"
@@ -179,8 +178,8 @@ def load_sklearn_model(version_dir: Path) -> Any:
 class ModelRepository:
     """Versions, manifests and the ``models.config`` index of one models folder."""
 
-    def __init__(self, root: Path | str = DEFAULT_MODELS_DIR):
-        self.root = Path(root)
+    def __init__(self, root: Path | str | None = None):
+        self.root = Path(root) if root is not None else default_models_dir()
 
     @property
     def config_path(self) -> Path:

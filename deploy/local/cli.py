@@ -4,16 +4,17 @@ config, then the supervisor)."""
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import replace
 from pathlib import Path
 
 from core.errors import UserError
 from core.paths import REPO_ROOT
 from core.process import port_in_use
+from core.settings import default_models_dir
 from deploy.local.models import fetch_storage_uri, prepare
 from deploy.local.prometheus import write_local_prometheus_config
 from deploy.local.services import DEFAULT_MODELS, PROMETHEUS_BINARY, SERVICES, local_layout
+from deploy.local.settings import StackSettings
 from deploy.local.supervisor import Supervisor, banner
 
 
@@ -53,12 +54,18 @@ def run_stack(args: argparse.Namespace) -> int:
     prepare(models_dir, args.data_dir, not args.no_train, models)
     if SERVICES["prometheus"] in services:
         write_local_prometheus_config(layout)
-    supervisor = Supervisor(layout, services, console_logs=args.console_logs)
+    if not 0 <= args.canary_percent <= 100:
+        raise UserError(f"--canary-percent must be between 0 and 100, got {args.canary_percent}")
+    gateway_env = {"HOUSING_CANARY_PERCENT": str(args.canary_percent)}
+    supervisor = Supervisor(
+        layout, services, console_logs=args.console_logs, env={"gateway": gateway_env}
+    )
     return supervisor.run(args.timeout, banner(layout, services, args.console_logs))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     defaults = {name: dict(service.ports) for name, service in SERVICES.items()}
+    env = StackSettings()
     parser = subparsers.add_parser(
         "stack",
         help="run the whole service locally: model server, gateway and Prometheus",
@@ -73,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--models-dir",
         type=Path,
-        default=Path(os.environ.get("HOUSING_MODELS_DIR", REPO_ROOT / "models")),
+        default=default_models_dir(),
         help="model repository (default: $HOUSING_MODELS_DIR or models/)",
     )
     parser.add_argument(
@@ -98,7 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--storage-uri",
-        default=os.environ.get("AIP_STORAGE_URI") or None,
+        default=env.storage_uri or None,
         help="gs:// folder of one model version to install and serve alone (default: "
         "$AIP_STORAGE_URI, set by Vertex AI)",
     )
@@ -115,7 +122,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--gateway-port",
         type=int,
-        default=int(os.environ.get("AIP_HTTP_PORT") or defaults["gateway"]["http"]),
+        default=env.gateway_port or defaults["gateway"]["http"],
         help="gateway HTTP port (default: $AIP_HTTP_PORT, set by Vertex AI, or 8000)",
     )
     parser.add_argument(
@@ -135,6 +142,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=defaults["prometheus"]["http"],
         help="Prometheus port",
+    )
+    parser.add_argument(
+        "--canary-percent",
+        type=float,
+        default=env.canary_percent,
+        help="share of the gateway's requests (0-100) sent to the label canary "
+        "(default: $HOUSING_CANARY_PERCENT or 0)",
     )
     parser.add_argument(
         "--no-prometheus", action="store_true", help="do not start Prometheus even if installed"

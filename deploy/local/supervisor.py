@@ -34,10 +34,18 @@ class Stop(Exception):
 class Supervisor:
     """The local processes, started in dependency order and stopped in reverse."""
 
-    def __init__(self, layout: Layout, services: list[Service], console_logs: bool = False):
+    def __init__(
+        self,
+        layout: Layout,
+        services: list[Service],
+        console_logs: bool = False,
+        env: dict[str, dict[str, str]] | None = None,
+    ):
         self.layout = layout
         self.services = services
         self.console_logs = console_logs
+        self.env = env or {}
+        """Service name -> variables added to its environment (the stack's own flags)."""
         self.running: list[ManagedProcess] = []
 
     def start(self, service: Service) -> ManagedProcess:
@@ -47,7 +55,7 @@ class Supervisor:
             service.name,
             local_argv(service, self.layout),
             None if self.console_logs else logs_dir / f"{service.name}.log",
-            env=self.layout.environment(service),
+            env={**self.layout.environment(service), **self.env.get(service.name, {})},
         ).start()
         self.running.append(process)
         return process

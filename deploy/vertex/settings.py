@@ -12,14 +12,18 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from training.repository import DEFAULT_MODELS_DIR
+from core.settings import default_models_dir
 
 
 class VertexSettings(BaseSettings):
     """Where and how to run on Vertex AI."""
 
     model_config = SettingsConfigDict(
-        env_prefix="HOUSING_VERTEX_", env_file=".env", extra="ignore", populate_by_name=True
+        env_prefix="HOUSING_VERTEX_",
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+        use_attribute_docstrings=True,
     )
 
     project: str | None = None
@@ -60,7 +64,7 @@ class VertexSettings(BaseSettings):
     """Override of the Vertex API host (private/regional endpoints, or a local test server)."""
     anonymous: bool = False
     """Use anonymous credentials: ONLY for emulators and local test servers."""
-    models_dir: Path = DEFAULT_MODELS_DIR
+    models_dir: Path = Field(default_factory=default_models_dir)
     """The local model repository that ``upload`` copies from."""
 
     @field_validator("bucket")

@@ -5,6 +5,11 @@
 scratch model repository, reports the validation RMSE to the tuning service (cloudml-hypertune's
 metric-file format, written directly), and copies the SavedModel version to ``AIP_MODEL_DIR``
 (a ``gs://`` folder Vertex sets from the job's ``base_output_dir``).
+
+On several machines (``vertex train --replica-count N``) Vertex sets ``TF_CONFIG`` (a chief
+and workers); every process then trains under MultiWorkerMirroredStrategy and exports into
+its own scratch folder (saving is collective), and only the chief reports the metric and
+copies the model out.
 """
 
 from __future__ import annotations
@@ -76,7 +81,19 @@ TUNED_FIELDS = {
 }
 
 
-def train(models_dir: Path, args: argparse.Namespace) -> tuple[int, Path]:
+def cluster_role(environ: dict[str, str] | None = None) -> tuple[bool, bool]:
+    """(distributed, chief) from ``TF_CONFIG``: more than one chief/worker task makes a
+    distributed run; the chief is the ``chief`` task, or worker 0 when there is none."""
+    config = json.loads((environ or os.environ).get("TF_CONFIG") or "{}")
+    cluster = config.get("cluster", {})
+    tasks = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
+    task = config.get("task", {})
+    kind, index = task.get("type", "chief"), int(task.get("index", 0))
+    chief = kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
+    return tasks > 1, chief
+
+
+def train(models_dir: Path, args: argparse.Namespace, strategy: str = "auto") -> tuple[int, Path]:
     """Train with the job's settings into ``models_dir``; the version it published."""
     from pipelines.train_keras import train_keras
 
@@ -87,7 +104,13 @@ def train(models_dir: Path, args: argparse.Namespace) -> tuple[int, Path]:
     }
     extra = {"arch": args.arch} if args.arch else {}
     result = train_keras(
-        models_dir, epochs=args.epochs, sample=args.sample, overrides=overrides, **extra
+        models_dir,
+        epochs=args.epochs,
+        sample=args.sample,
+        overrides=overrides,
+        strategy=strategy,
+        runs_dir=models_dir / "runs",
+        **extra,
     )
     version = int(result["version"])
     return version, ModelRepository(models_dir).version_dir(KERAS_MODEL, version)
@@ -117,15 +140,27 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    distributed, chief = cluster_role()
+    strategy = "auto"
+    if distributed:
+        from training.keras_models import distribution_strategy
+
+        strategy = "multi_worker"
+        distribution_strategy(strategy)  # before any other TensorFlow op
     with tempfile.TemporaryDirectory(prefix="housing-vertex-") as scratch:
-        version, folder = train(Path(scratch), args)
+        version, folder = train(Path(scratch), args, strategy)
         manifest = ModelRepository(Path(scratch)).manifest(KERAS_MODEL, version)
         rmse = validation_rmse(manifest)
+        if not chief:
+            print(json.dumps({"role": "worker", args.metric_tag: rmse}))
+            return 0
         metric_file = report_metric(args.metric_tag, rmse, step=args.epochs)
         exported = export(folder, args.model_dir) if args.model_dir else []
     print(
         json.dumps(
             {
+                "role": "chief",
+                "distributed": distributed,
                 args.metric_tag: rmse,
                 "metric_file": str(metric_file),
                 "model_dir": args.model_dir,

@@ -270,8 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(results))
     print(f"\n[bench] ×: ratio to the project's figure; JSON in {out / 'results.json'}")
-    for collapsed in sorted((out / "profile").glob("*.txt")):
-        print(f"\n[profile] {collapsed.stem}: frames by share of samples")
+    for collapsed in sorted((out / "profile").rglob("*.txt")):
+        print(f"\n[profile] {collapsed.parent.name}: frames by share of samples")
         for frame, share in profiling.top_frames(collapsed):
             print(f"  {share:6.1%}  {frame[:110]}")
     failed = [name for name, figures in results.items() if "all" in figures]

@@ -3,7 +3,8 @@
 A chunk's part (and its errors part) is written under a temporary name and renamed; only
 then is its index added to ``checkpoint.json`` (also write-then-rename). A crash at any point
 leaves either a completed chunk recorded, or a chunk that a resumed run scores again and
-overwrites: no row is written twice and none is skipped.
+overwrites: no row is written twice and none is skipped. The checkpoint also records which
+model version answered (``served``), so a resumed run asks for the same one.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Parts:
         self.folder = output.with_name(output.name + ".parts")
         self.fingerprint = fingerprint
         self.completed: set[int] = set()
+        self.served: dict[str, Any] = {}  # {"model": name, "version": n} once known
         checkpoint = self.folder / CHECKPOINT
         if checkpoint.exists():
             if not resume:
@@ -53,6 +55,7 @@ class Parts:
                     f"cannot resume {self.folder}: {', '.join(changed)} changed since that run"
                 )
             self.completed = set(saved["completed"])
+            self.served = dict(saved.get("served") or {})
         else:
             if self.folder.exists():
                 shutil.rmtree(self.folder)
@@ -66,7 +69,11 @@ class Parts:
         return self.folder / f"errors-{index:08d}.parquet"
 
     def save(self) -> None:
-        body = {"fingerprint": self.fingerprint, "completed": sorted(self.completed)}
+        body = {
+            "fingerprint": self.fingerprint,
+            "completed": sorted(self.completed),
+            "served": self.served,
+        }
         replace_atomically(self.folder / CHECKPOINT, lambda p: p.write_text(json.dumps(body)))
 
     def write(self, index: int, scored: pd.DataFrame, errors: pd.DataFrame) -> None:

@@ -15,9 +15,10 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from core.settings import default_models_dir
 from core.tfserving import RetryPolicy
 from service.monitoring.cards import card_router
-from service.monitoring.monitor import DriftMonitor, MonitorSettings, default_models_dir
+from service.monitoring.monitor import DriftMonitor, MonitorSettings
 from service.monitoring.routes import drift_router
 from service.prediction_log import DAY, Retention
 

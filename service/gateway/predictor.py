@@ -324,7 +324,8 @@ class GatewayPredictor:
         ]
         try:
             committed = asyncio.wrap_future(self.prediction_log.append(records))
-            await asyncio.wait_for(committed, timeout=deadline.remaining())
+            # shield: a timeout stops the wait, never the write itself
+            await asyncio.wait_for(asyncio.shield(committed), timeout=deadline.remaining())
         except Exception as exc:  # the answer is still right; the loss is counted and logged
             self.metrics.prediction_log_failures.inc(len(records))
             log.error(

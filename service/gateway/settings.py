@@ -18,6 +18,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.contract import KERAS_MODEL, SKLEARN_MODEL
+from core.settings import DEFAULT_PREDICTION_LOG
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
 TARGET_PATTERN = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
@@ -102,7 +103,7 @@ class GatewaySettings(BaseSettings):
     """A prediction's body must arrive within this many seconds (else 408); it is read in
     full before the request takes a slot, so slow senders cannot hold slots."""
 
-    prediction_log_path: str = "logs/predictions.sqlite3"
+    prediction_log_path: str = DEFAULT_PREDICTION_LOG
     """SQLite file of served predictions, for the drift monitor. Empty disables the log."""
 
     prediction_log_max_age_days: float = Field(default=30.0, gt=0)
@@ -115,7 +116,7 @@ class GatewaySettings(BaseSettings):
     """Seconds between retention runs; each deletes a bounded number of records."""
 
     models_dir: Path | None = None
-    """Model repository folder (reference samples for drift). Default: the repository's."""
+    """Model repository folder (reference samples for drift). Default: the shared one."""
 
     drift_interval_seconds: float = Field(default=300.0, ge=0)
     """Seconds between scheduled drift reports (every routed model, the last

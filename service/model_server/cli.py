@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from service.model_server.limits import (
     DEFAULT_MAX_CONCURRENT_PREDICTS,
     DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_MAX_ROWS,
+    DEFAULT_MAX_STRING_BYTES,
 )
+
+if TYPE_CHECKING:
+    from service.model_server.config import ServerOptions
 
 HELP = "the project's model server (TF Serving's gRPC + REST protocol, sklearn and SavedModel)"
 DEFAULT_BATCH_THREADS = 1
@@ -132,6 +137,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "allows 2 GiB)",
     )
     parser.add_argument(
+        "--max_string_bytes",
+        type=positive,
+        default=DEFAULT_MAX_STRING_BYTES,
+        help="longest value of a string input; longer: RESOURCE_EXHAUSTED, REST 413 "
+        f"(default {DEFAULT_MAX_STRING_BYTES})",
+    )
+    parser.add_argument(
         "--max_concurrent_predicts",
         type=non_negative,
         default=DEFAULT_MAX_CONCURRENT_PREDICTS,
@@ -140,7 +152,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def options_from_args(args: argparse.Namespace):
+def options_from_args(args: argparse.Namespace) -> ServerOptions:
     """Validate flag combinations and read the batching and monitoring files."""
     from core.errors import UserError
     from service.model_server.config import (
@@ -195,6 +207,7 @@ def options_from_args(args: argparse.Namespace):
             max_rows=args.max_request_rows,
             max_request_bytes=args.max_request_bytes,
             max_concurrent_predicts=args.max_concurrent_predicts,
+            max_string_bytes=args.max_string_bytes,
         ),
         reload_config=args.enable_reload_config,
         reload_secret=reload_secret,
@@ -214,7 +227,7 @@ def handle(args: argparse.Namespace) -> int:
     return run(options)
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("model-server", help=HELP, description=HELP)
     add_arguments(parser)
     parser.set_defaults(func=handle)

@@ -13,6 +13,7 @@ import hmac
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 import grpc
 
@@ -55,8 +56,10 @@ class ReloadPolicy:
 
 
 def is_loopback_peer(peer: str) -> bool:
-    """gRPC peer strings: ``ipv4:127.0.0.1:5000``, ``ipv6:[::1]:5000``, ``unix:/path``."""
+    """gRPC peer strings: ``ipv4:127.0.0.1:5000``, ``ipv6:%5B::1%5D:5000`` (URL-encoded
+    brackets), ``unix:/path``."""
     kind, _, rest = peer.partition(":")
+    rest = unquote(rest)
     if kind in ("unix", "unix-abstract"):
         return True  # only local users can reach a unix socket
     if kind == "ipv4":

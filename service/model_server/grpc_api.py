@@ -19,7 +19,7 @@ from tensorflow_serving.apis import (
 
 from service.model_server.control import ReloadPolicy
 from service.model_server.errors import ServingError, invalid
-from service.model_server.limits import DEFAULT_MAX_ROWS
+from service.model_server.limits import RequestLimits
 from service.model_server.manager import ModelManager
 from service.model_server.predict import DataPlane
 from service.model_server.tensors import decode_inputs, from_numpy
@@ -27,7 +27,7 @@ from service.model_server.tensors import decode_inputs, from_numpy
 SIGNATURE_DEF_FIELD = "signature_def"
 
 
-def version_choice(spec) -> tuple[int | None, str | None]:
+def version_choice(spec: Any) -> tuple[int | None, str | None]:
     choice = spec.WhichOneof("version_choice")
     if choice == "version":
         return spec.version.value, None
@@ -56,14 +56,16 @@ def tolerant(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
 class MalformedRequests(grpc.aio.ServerInterceptor):
     """An unparsable request message is INVALID_ARGUMENT (grpc's own answer is UNKNOWN)."""
 
-    async def intercept_service(self, continuation, handler_call_details):
+    async def intercept_service(
+        self, continuation: Callable[[Any], Any], handler_call_details: Any
+    ) -> Any:
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None or not handler.request_deserializer:
             return handler
         behaviour = handler.unary_unary
         method = handler_call_details.method
 
-        async def checked(request, context):
+        async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
             if isinstance(request, Unparsable):
                 await context.abort(
                     grpc.StatusCode.INVALID_ARGUMENT, f"{method}: the request message is malformed"
@@ -82,11 +84,13 @@ async def abort(context: grpc.aio.ServicerContext, error: ServingError) -> None:
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, predictor: DataPlane, max_rows: int = DEFAULT_MAX_ROWS):
+    def __init__(self, predictor: DataPlane, limits: RequestLimits | None = None):
         self.predictor = predictor
-        self.max_rows = max_rows
+        self.limits = limits or RequestLimits()
 
-    async def Predict(self, request: predict_pb2.PredictRequest, context):  # noqa: N802
+    async def Predict(  # noqa: N802
+        self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext
+    ) -> predict_pb2.PredictResponse:
         spec = request.model_spec
         try:
             version, label = version_choice(spec)
@@ -95,7 +99,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 version,
                 label,
                 spec.signature_name,
-                lambda signature: decode_inputs(request.inputs, signature, self.max_rows),
+                lambda signature: decode_inputs(request.inputs, signature, self.limits),
                 list(request.output_filter),
                 "grpc",
             )
@@ -112,7 +116,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             )
         return response
 
-    async def GetModelMetadata(self, request, context):  # noqa: N802
+    async def GetModelMetadata(  # noqa: N802
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> Any:
         spec = request.model_spec
         started = time.perf_counter()
         try:
@@ -153,7 +159,9 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self.config_dir = config_dir
         self.reload_policy = reload_policy
 
-    async def GetModelStatus(self, request, context):  # noqa: N802
+    async def GetModelStatus(  # noqa: N802
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> Any:
         spec = request.model_spec
         try:
             version, label = version_choice(spec)
@@ -168,7 +176,9 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             raise AssertionError("unreachable") from None
         return get_model_status_pb2.GetModelStatusResponse(model_version_status=statuses)
 
-    async def HandleReloadConfigRequest(self, request, context):  # noqa: N802
+    async def HandleReloadConfigRequest(  # noqa: N802
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> Any:
         """Apply a new model list; like TF Serving, a failure is both in the body and the code.
 
         Only when the reload policy allows the caller, and only inside the model repository.

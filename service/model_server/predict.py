@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import numpy as np
@@ -179,7 +180,9 @@ class DataPlane:
                     time.perf_counter() - started
                 )
 
-    async def _run(self, loaded: LoadedVersion, signature_name: str, inputs: Columns, rows: int):
+    async def _run(
+        self, loaded: LoadedVersion, signature_name: str, inputs: Columns, rows: int
+    ) -> Any:
         loaded.inflight += 1
         try:
             batcher = self.manager.batcher(loaded, signature_name)

@@ -17,6 +17,7 @@ import logging
 import math
 import re
 import reprlib
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -47,14 +48,14 @@ def shown(value: Any) -> str:
     return reprlib.repr(value)
 
 
-def column(name: str, values: list[Any], dtype: int) -> np.ndarray:
+def column(name: str, values: list[Any], dtype: int, limits: RequestLimits) -> np.ndarray:
     """One input column in the signature's dtype; null is NaN for floating inputs."""
     np_dtype = NUMPY_DTYPES.get(dtype)
     if np_dtype is None:  # DT_STRING
         out = np.empty(len(values), dtype=object)
         for i, value in enumerate(values):
             out[i] = string_value(name, value)
-        return checked_values(name, out, dtype)
+        return checked_values(name, out, dtype, limits.max_string_bytes)
     if np_dtype.kind == "f":
         values = [math.nan if v is None else v for v in values]
     if any(isinstance(v, (str, bool, dict)) or v is None for v in flat(values)):
@@ -69,10 +70,10 @@ def column(name: str, values: list[Any], dtype: int) -> np.ndarray:
             f"input '{name}': expected numbers of type {np_dtype.name} in a rectangular "
             f"array ({type(exc).__name__})"
         ) from None
-    return checked_values(name, array, dtype)
+    return checked_values(name, array, dtype, limits.max_string_bytes)
 
 
-def flat(values: list[Any]):
+def flat(values: list[Any]) -> Iterator[Any]:
     """The leaves of nested lists (a row may hold a list for a multi-dimensional input)."""
     stack = [iter(values)]
     while stack:
@@ -103,7 +104,7 @@ def string_value(name: str, value: Any) -> bytes:
 
 
 def parse_predict_body(
-    body: dict[str, Any], signature: meta_graph_pb2.SignatureDef, max_rows: int
+    body: dict[str, Any], signature: meta_graph_pb2.SignatureDef, limits: RequestLimits
 ) -> Columns:
     """Columns from the row (``instances``) or columnar (``inputs``) format."""
     if "instances" in body and "inputs" in body:
@@ -113,7 +114,7 @@ def parse_predict_body(
         instances = body["instances"]
         if not isinstance(instances, list) or not instances:
             raise invalid("'instances' must be a non-empty JSON list")
-        check_rows("instances", len(instances), max_rows)
+        check_rows("instances", len(instances), limits.max_rows)
         if all(isinstance(row, dict) for row in instances):
             keys = set(instances[0])
             for index, row in enumerate(instances):
@@ -131,7 +132,7 @@ def parse_predict_body(
                 "Expected each element of 'instances' to be a JSON object with the "
                 f"named inputs {names}"
             )
-        return convert(raw, signature, max_rows)
+        return convert(raw, signature, limits)
     if "inputs" in body:
         inputs = body["inputs"]
         if isinstance(inputs, dict):
@@ -142,12 +143,12 @@ def parse_predict_body(
             raw = {names[0]: inputs if isinstance(inputs, list) else [inputs]}
         else:
             raise invalid(f"'inputs' must be a JSON object with the named inputs {names}")
-        return convert(raw, signature, max_rows)
+        return convert(raw, signature, limits)
     raise invalid("Missing 'inputs' or 'instances' key")
 
 
 def convert(
-    raw: dict[str, list[Any]], signature: meta_graph_pb2.SignatureDef, max_rows: int
+    raw: dict[str, list[Any]], signature: meta_graph_pb2.SignatureDef, limits: RequestLimits
 ) -> Columns:
     """Typed columns; names the signature lacks are not converted (the names check
     reports them)."""
@@ -156,8 +157,8 @@ def convert(
         if name not in signature.inputs:
             columns[name] = NOT_DECODED
             continue
-        check_rows(name, len(values), max_rows)
-        columns[name] = column(name, values, signature.inputs[name].dtype)
+        check_rows(name, len(values), limits.max_rows)
+        columns[name] = column(name, values, signature.inputs[name].dtype, limits)
     return columns
 
 
@@ -193,7 +194,7 @@ class RestApp:
         self.prometheus_path = prometheus_path
         self.limits = limits or RequestLimits()
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             while True:
                 message = await receive()
@@ -223,7 +224,7 @@ class RestApp:
             log.exception("REST %s %s failed", method, path)
             await respond_json(send, 500, {"error": "Internal error"})
 
-    async def route(self, match: re.Match, method: str, scope, receive) -> dict[str, Any]:
+    async def route(self, match: re.Match, method: str, scope: Any, receive: Any) -> dict[str, Any]:
         name = match["name"]
         version = int(match["version"]) if match["version"] else None
         label = match["label"]
@@ -257,7 +258,7 @@ class RestApp:
                 version,
                 label,
                 signature_name,
-                lambda signature: parse_predict_body(body, signature, self.limits.max_rows),
+                lambda signature: parse_predict_body(body, signature, self.limits),
                 [],
                 "rest",
             )
@@ -267,13 +268,13 @@ class RestApp:
         raise ServingError(grpc.StatusCode.NOT_FOUND, f"Malformed request: {method} {match[0]}")
 
 
-def message_json(message) -> dict[str, Any]:
+def message_json(message: Any) -> dict[str, Any]:
     return json_format.MessageToDict(
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
 
 
-async def read_json(scope, receive, max_bytes: int) -> dict[str, Any]:
+async def read_json(scope: Any, receive: Any, max_bytes: int) -> dict[str, Any]:
     """The body as a JSON object; refused (413) as soon as it is known to be too large."""
     too_big = too_large(f"request body larger than {max_bytes} bytes")
     for key, value in scope.get("headers", []):
@@ -302,13 +303,16 @@ async def read_json(scope, receive, max_bytes: int) -> dict[str, Any]:
 
 
 async def respond_json(
-    send, status: int, payload: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+    send: Any,
+    status: int,
+    payload: dict[str, Any],
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     await respond(send, status, json.dumps(payload).encode(), b"application/json", headers)
 
 
 async def respond(
-    send,
+    send: Any,
     status: int,
     body: bytes,
     content_type: bytes,

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import struct
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tensorflow.core.framework import tensor_shape_pb2, types_pb2
@@ -208,7 +209,7 @@ def read_signature_defs(path: Path) -> dict[str, meta_graph_pb2.SignatureDef]:
     raise ValueError(f"{path}/saved_model.pb has no MetaGraph tagged 'serve'")
 
 
-def read_warmup_requests(path: Path):
+def read_warmup_requests(path: Path) -> Iterator[tuple[str, Any]]:
     """(signature, columns) of each PredictRequest in a TF Serving warm-up TFRecord file."""
     if not path.is_file():
         return

@@ -12,8 +12,10 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -39,7 +41,7 @@ SERVICES = ("tensorflow.serving.PredictionService", "tensorflow.serving.ModelSer
 GRPC_MAX_SEND_BYTES = 256 * 1024 * 1024
 
 
-def initial_config(options: ServerOptions):
+def initial_config(options: ServerOptions) -> tuple[Any, Path]:
     if options.model_config_file is not None:
         return load_model_config(options.model_config_file), options.model_config_file.parent
     if options.model_name and options.model_base_path is not None:
@@ -61,12 +63,12 @@ class QuietUvicorn:
     """uvicorn without its own signal handling: this server owns shutdown."""
 
     @staticmethod
-    def make(app: RestApp, host: str, port: int):
+    def make(app: RestApp, host: str, port: int) -> Any:
         import uvicorn
 
         class Server(uvicorn.Server):
             @contextlib.contextmanager
-            def capture_signals(self):
+            def capture_signals(self) -> Iterator[None]:
                 yield
 
         config = uvicorn.Config(
@@ -134,7 +136,7 @@ async def serve(options: ServerOptions) -> None:
         ],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(predictor, limits.max_rows), server
+        PredictionService(predictor, limits), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelService(

@@ -17,7 +17,7 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from service.model_server.errors import ServingError, invalid, too_large
-from service.model_server.limits import check_rows
+from service.model_server.limits import RequestLimits, check_rows
 
 NUMPY_DTYPES: dict[int, np.dtype] = {
     types_pb2.DT_FLOAT: np.dtype(np.float32),
@@ -130,7 +130,7 @@ def to_numpy(
 def decode_inputs(
     protos: Mapping[str, tensor_pb2.TensorProto],
     signature: meta_graph_pb2.SignatureDef,
-    max_rows: int,
+    limits: RequestLimits,
 ) -> dict[str, np.ndarray]:
     """A Predict request's tensors as checked columns, each shape checked before decoding.
 
@@ -142,17 +142,18 @@ def decode_inputs(
             columns[name] = NOT_DECODED
             continue
         info = signature.inputs[name]
-        limit = element_limit(name, declared_shape(name, proto), info, max_rows)
-        columns[name] = checked_values(name, to_numpy(name, proto, limit), info.dtype)
+        limit = element_limit(name, declared_shape(name, proto), info, limits.max_rows)
+        values = to_numpy(name, proto, limit)
+        columns[name] = checked_values(name, values, info.dtype, limits.max_string_bytes)
     return columns
 
 
 NOT_DECODED = np.empty(0, dtype=object)
 
 
-def checked_values(name: str, values: np.ndarray, dtype: int) -> np.ndarray:
+def checked_values(name: str, values: np.ndarray, dtype: int, max_string_bytes: int) -> np.ndarray:
     """Values a model can take: numbers cast to the signature's dtype without overflow,
-    floats finite or NaN (NaN means missing), strings UTF-8 text.
+    floats finite or NaN (NaN means missing), strings UTF-8 text of bounded length.
 
     A kind mismatch (string for a number) is left for the signature check to report.
     """
@@ -160,6 +161,11 @@ def checked_values(name: str, values: np.ndarray, dtype: int) -> np.ndarray:
     if wanted is None or dtype == types_pb2.DT_BOOL:
         if dtype == types_pb2.DT_STRING and values.dtype == object:
             for value in values.ravel():
+                if len(value) > max_string_bytes:
+                    raise too_large(
+                        f"input '{name}': a string of {len(value)} bytes is larger than the "
+                        f"limit of {max_string_bytes} bytes"
+                    )
                 try:
                     value.decode()
                 except UnicodeDecodeError:

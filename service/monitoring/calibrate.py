@@ -9,6 +9,7 @@ homogeneity) directly with SciPy, so thousands of samples take a minute, not an 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,7 +38,7 @@ def p_values(reference: pd.DataFrame, current: pd.DataFrame) -> dict[str, float]
 SCENARIOS = ("unshifted", "income x1.5", "income x1.2", "60% INLAND", "25% to INLAND")
 
 
-def scenario(name: str, split, everything: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
+def scenario(name: str, split: Any, everything: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
     """One random window of ``size`` rows under the named scenario."""
     if name == "unshifted":
         return everything.sample(size, random_state=seed)

@@ -123,7 +123,9 @@ def _register_chi2_homogeneity() -> None:
     if CHI2_HOMOGENEITY in _registered_stat_tests:
         return
 
-    def impl(reference, current, feature_type, threshold) -> tuple[float, bool]:
+    def impl(
+        reference: Any, current: Any, feature_type: Any, threshold: float
+    ) -> tuple[float, bool]:
         p_value = chi2_homogeneity_p_value(reference, current)
         return p_value, p_value < threshold
 

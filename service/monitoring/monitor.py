@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -39,7 +38,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.contract import FEATURES, KERAS_MODEL, SKLEARN_MODEL
-from core.paths import REPO_ROOT
+from core.settings import DEFAULT_PREDICTION_LOG, default_models_dir
 from service.monitoring.drift import (
     COLUMN_P_VALUE,
     DATASET_DRIFT_SHARE,
@@ -56,18 +55,16 @@ HISTORY_DIR_NAME = "drift-reports"
 OUTCOMES = ("ok", "skipped", "busy", "error")
 
 
-def default_models_dir() -> Path:
-    return Path(os.environ.get("HOUSING_MODELS_DIR", REPO_ROOT / "models"))
-
-
 class MonitorSettings(BaseSettings):
     """Drift monitor settings. Precedence: constructor arguments, then ``HOUSING_DRIFT_*``
     environment variables, then these defaults (``models_dir`` falls back to
     ``HOUSING_MODELS_DIR``)."""
 
-    model_config = SettingsConfigDict(env_prefix="HOUSING_DRIFT_", protected_namespaces=())
+    model_config = SettingsConfigDict(
+        env_prefix="HOUSING_DRIFT_", protected_namespaces=(), use_attribute_docstrings=True
+    )
 
-    log_path: Path = Path("predictions.sqlite")
+    log_path: Path = Path(DEFAULT_PREDICTION_LOG)
     """The prediction log (SQLite) the gateway writes."""
     models_dir: Path = Field(default_factory=default_models_dir)
     """Model repository holding ``<model>/<version>/reference.parquet``."""
@@ -404,7 +401,7 @@ class DriftMonitor:
             raise MonitorError(f"no served version of {model} in {self.settings.models_dir}")
         return version
 
-    def _reference(self, model: str, version: int):
+    def _reference(self, model: str, version: int) -> Any:
         key = (model, version)
         if key not in self._references:
             from training.reference import REFERENCE_NAME, read_reference

@@ -22,14 +22,25 @@ from training.repository import ModelRepository
 
 @pytest.fixture(scope="session")
 def batch_models(tmp_path_factory: pytest.TempPathFactory, split: Any) -> tuple[Path, Any]:
-    """models/ with housing_sklearn v1 (labelled stable): the book's preprocessing +
-    LinearRegression on a 2,000-row sample."""
+    """models/ with housing_sklearn v1 (labelled stable) and a newer v2 (a candidate, not
+    promoted), both served: the book's preprocessing + LinearRegression on 2,000-row samples.
+    Returns the folder and v1's model (what the default run must use)."""
     root = tmp_path_factory.mktemp("batch_models")
     repo = ModelRepository(root)
-    model = test_models.small_sklearn(split.train, trees=0)
-    version = test_models.publish_sklearn(repo, model)
+    stable = test_models.small_sklearn(split.train, trees=0)
+    version = test_models.publish_sklearn(repo, stable)
+    test_models.publish_sklearn(repo, newer_model(split))
+    config = repo.read_config()
+    entry = repo.find_config(config, SKLEARN_MODEL)
+    entry.model_version_policy.specific.versions[:] = [version, version + 1]
+    repo.write_config(config)
     repo.set_label(SKLEARN_MODEL, "stable", version)
-    return root, model
+    return root, stable
+
+
+def newer_model(split: Any) -> Any:
+    """Version 2: fitted on another sample, so its predictions differ from version 1's."""
+    return test_models.small_sklearn(split.train, trees=0, seed=7)
 
 
 @pytest.fixture(scope="session")

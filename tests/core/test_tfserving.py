@@ -23,7 +23,7 @@ from core.tfserving import (
 )
 from core.tfserving_protos.tensorflow.core.framework import types_pb2
 from core.tfserving_protos.tensorflow_serving.apis import predict_pb2
-from tests.gateway.fake_upstream import LOADING, Behaviour, FakeUpstream
+from tests.fake_upstream import LOADING, FakeUpstream
 
 
 def columns(rows: int = 2, **changes) -> dict[str, list]:
@@ -167,18 +167,6 @@ def test_deadline_counts_down() -> None:
 
 
 # ---- the client against a real gRPC server ----------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    server = FakeUpstream().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def behaviour(upstream: FakeUpstream) -> Behaviour:
-    return upstream.servicer.reset()
 
 
 def client(upstream: FakeUpstream, **policy) -> TFServingClient:

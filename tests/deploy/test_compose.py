@@ -22,6 +22,8 @@ from deploy.local.services import COMPOSE, LOCUST_IMAGE, PROMETHEUS_IMAGE, SERVI
 from deploy.tfserving.runtime import TF_SERVING_GPU_IMAGE, TF_SERVING_IMAGE, TF_SERVING_PLATFORM
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+# Settings only the docker stack needs: its gateway listens on 0.0.0.0 inside a container.
+COMPOSE_ONLY_ENVIRONMENT = {"gateway": ("HOUSING_API_KEYS", "HOUSING_ALLOW_UNAUTHENTICATED")}
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
 VARIABLE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 
@@ -82,9 +84,10 @@ def test_service_matches_the_table(services: dict[str, Any], name: str) -> None:
         # Third-party images: the program is the entrypoint, or the image's default one.
         assert service.get("entrypoint", [spec.program]) == [spec.program]
         assert service["command"] == command
-    assert {k: str(v) for k, v in (service.get("environment") or {}).items()} == (
-        COMPOSE.environment(spec)
-    )
+    environment = {k: str(v) for k, v in (service.get("environment") or {}).items()}
+    for key in COMPOSE_ONLY_ENVIRONMENT.get(name, ()):
+        environment.pop(key)
+    assert environment == COMPOSE.environment(spec)
     assert open_ports(service) == set(spec.ports.values())
 
 
@@ -255,6 +258,26 @@ def test_the_model_server_accepts_tf_servings_flags() -> None:
 
 
 MODEL_SERVERS = ("tfserving", "tfserving-gpu", "model-server")
+
+
+def test_gateway_can_start_on_0000_and_is_published_on_loopback_only(
+    services: dict[str, Any],
+) -> None:
+    """The gateway refuses a non-loopback bind without API keys or the opt-out: compose
+    passes the opt-out and therefore publishes port 8000 on the host's loopback only."""
+    from service.gateway.settings import GatewaySettings
+
+    gateway = services["gateway"]
+    args = build_parser().parse_args(gateway["command"])
+    environment = {k: str(v) for k, v in gateway["environment"].items()}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in environment.items():
+            patch.setenv(key, value)
+        settings = GatewaySettings(host=args.host)
+    assert settings.host == "0.0.0.0" and settings.allow_unauthenticated
+    assert gateway["ports"] == ["127.0.0.1:8000:8000"]
+    with pytest.raises(ValueError, match="no API keys"):
+        GatewaySettings(host="0.0.0.0", allow_unauthenticated=False, api_keys=[])
 
 
 def test_model_servers_are_only_on_the_internal_network(compose: dict[str, Any]) -> None:

@@ -80,3 +80,11 @@ def test_images_hold_every_package_and_start_the_real_cli(dockerfile: Path) -> N
     for script in (arg for arg in argv if arg.endswith(".py")):
         relative = Path(script).relative_to("/app")
         assert (REPO_ROOT / relative).is_file() and f"COPY {relative} {relative}" in text
+
+
+def test_the_vertex_serving_image_opts_out_of_gateway_keys() -> None:
+    """Its gateway binds 0.0.0.0 (stack --bind=0.0.0.0) behind Vertex AI's own IAM check:
+    without the opt-out (or keys) the gateway refuses to start."""
+    text = (REPO_ROOT / "docker" / "serving.Dockerfile").read_text().replace("\\\n", " ")
+    assert "--bind=0.0.0.0" in text
+    assert re.search(r"^ENV\s.*\bHOUSING_ALLOW_UNAUTHENTICATED=true\b", text, flags=re.M)

@@ -35,3 +35,43 @@ def test_readme_lists_every_command() -> None:
     assert not missing, (
         f"README lacks {missing}: run .venv/bin/python -m tests.deploy.readme_commands"
     )
+
+
+def test_readme_settings_table_matches_the_settings_classes() -> None:
+    from tests.deploy.readme_settings import SECTION as SETTINGS
+    from tests.deploy.readme_settings import render
+
+    section = SETTINGS.search(README)
+    assert section, "README.md lacks the <!-- settings --> section"
+    assert section[2] == render(), (
+        "README's settings table is stale: run .venv/bin/python -m tests.deploy.readme_settings"
+    )
+    for name in ("HOUSING_CANARY_PERCENT", "HOUSING_MODELS_DIR", "HOUSING_VERTEX_PROJECT"):
+        assert f"`{name}`" in section[2]
+
+
+# A repository path in code or docs (``deploy/local/services.py``), not a placeholder
+# (``docker/NAME.Dockerfile``, ``ops-<minor>.json``) or the Dockerfile syntax directive.
+REPO_PATH = re.compile(
+    r"(?<![\w/.-])((?:core|training|service|pipelines|deploy|load_tests|tests|docker|data)"
+    r"/[\w/.-]*\w)(?![\w-]*<)"
+)
+NOT_PATHS = {"docker/dockerfile"}
+
+
+def test_no_reference_to_a_file_that_does_not_exist() -> None:
+    import subprocess
+
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    suffixes = (".py", ".md", ".yml", ".yaml", ".toml", ".Dockerfile", ".config", "Makefile")
+    missing = []
+    for name in tracked:
+        path = REPO_ROOT / name
+        if not name.endswith(suffixes) or "tfserving_protos" in name or not path.is_file():
+            continue
+        for ref in {m[1] for m in REPO_PATH.finditer(path.read_text(errors="replace"))}:
+            if ref not in NOT_PATHS and "NAME" not in ref and not (REPO_ROOT / ref).exists():
+                missing.append(f"{name}: {ref}")
+    assert not missing, missing

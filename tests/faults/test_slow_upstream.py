@@ -11,11 +11,11 @@ import httpx
 import pytest
 
 from core.contract import SKLEARN_MODEL
-from core.process import LOOPBACK, http_ok
+from core.process import http_ok
 from load_tests import stack
+from tests.fake_upstream import FakeUpstream
 
 from .conftest import READY_TIMEOUT, ROW, metric_value
-from .fake_upstream import SlowUpstream, serve
 
 pytestmark = pytest.mark.timeout(180)
 DEADLINE = 1.0
@@ -46,10 +46,10 @@ def storm(url: str, size: int = STORM) -> list[tuple[int, float]]:
 
 
 def test_slow_upstream_times_out_at_deadline_and_recovers(fault_logs: Path) -> None:
-    upstream = SlowUpstream()
-    server, port = serve(upstream)
+    upstream = FakeUpstream().start()
+    behaviour = upstream.servicer.reset()
     gateway = stack.gateway(
-        {SKLEARN_MODEL: f"{LOOPBACK}:{port}"},
+        {SKLEARN_MODEL: upstream.target},
         fault_logs / "gateway-slow.log",
         env={
             "HOUSING_DEADLINE_SECONDS": str(DEADLINE),
@@ -62,19 +62,17 @@ def test_slow_upstream_times_out_at_deadline_and_recovers(fault_logs: Path) -> N
         gateway.wait_ready(http_ok(f"{base}/readyz"), READY_TIMEOUT)
         warm = storm(url, 8)
         assert all(code == 200 for code, _ in warm), f"the fast warm-up failed: {warm}"
-        upstream.delay = 10 * DEADLINE
+        behaviour.delay = 10 * DEADLINE
         first = storm(url)
         baseline = rss_bytes(gateway.pid)
         rounds = [storm(url) for _ in range(2)]
         grown = rss_bytes(gateway.pid) - baseline
-        upstream.release.set()
-        upstream.delay = 0.0
+        behaviour.delay = 0.0
         after = httpx.post(url, json={"instances": [ROW]}, timeout=10)
         metrics = httpx.get(f"{base}/metrics", timeout=10).text
     finally:
-        upstream.release.set()
         gateway.stop()
-        server.stop(grace=None)
+        upstream.stop()
     answers = [a for r in (first, *rounds) for a in r]
     assert {code for code, _ in answers} == {504}, sorted({code for code, _ in answers})
     took = sorted(round(t, 2) for _, t in answers)

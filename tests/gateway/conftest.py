@@ -10,22 +10,9 @@ import pytest
 from core.contract import EXAMPLE_INSTANCE
 from service.gateway.app import create_app
 from service.gateway.settings import GatewaySettings
-
-from .fake_upstream import Behaviour, FakeUpstream
+from tests.fake_upstream import FakeUpstream
 
 INSTANCE = dict(EXAMPLE_INSTANCE)
-
-
-@pytest.fixture(scope="session")
-def upstream() -> FakeUpstream:
-    server = FakeUpstream().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def behaviour(upstream: FakeUpstream) -> Behaviour:
-    return upstream.servicer.reset()
 
 
 @pytest.fixture

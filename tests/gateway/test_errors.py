@@ -7,9 +7,9 @@ import pytest
 
 from core.process import free_port
 from service.gateway.errors import GRPC_TO_HTTP
+from tests.fake_upstream import LOADING
 
 from .conftest import INSTANCE
-from .fake_upstream import LOADING
 
 BODY = {"instances": [INSTANCE]}
 # An explicit version: no label fallback, so each code reaches the table as sent.

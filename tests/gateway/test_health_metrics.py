@@ -7,9 +7,9 @@ import sqlite3
 import grpc
 
 from service.prediction_log import connect
+from tests.fake_upstream import AVAILABLE, LOADING
 
 from .conftest import INSTANCE
-from .fake_upstream import AVAILABLE, LOADING
 
 
 async def test_ready_when_every_routed_model_is_available(client, behaviour):

@@ -8,8 +8,7 @@ import sys
 
 from core.contract import EXAMPLE_INSTANCE
 from core.paths import REPO_ROOT
-
-from .fake_upstream import FakeUpstream
+from tests.fake_upstream import FakeUpstream
 
 SERVE_ONE_REQUEST = """
 import asyncio, json, sys

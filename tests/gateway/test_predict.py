@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.fake_upstream import AVAILABLE
+
 from .conftest import INSTANCE
-from .fake_upstream import AVAILABLE
 
 
 def value(income: float, version: int) -> float:

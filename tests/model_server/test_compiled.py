@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from core.contract import FEATURES, SKLEARN_MODEL
 from load_tests import stack
@@ -28,13 +27,8 @@ from training.compiled import COMPILED_NAME, FORM_COMPILED, FORM_PLAN
 from training.data import sha256_file
 from training.repository import MANIFEST_NAME, ModelRepository, load_sklearn_model
 
+pytestmark = pytest.mark.usefixtures("one_openmp_thread")
 QUICK = {"max_iter": 15, "n_models": 2}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with threadpool_limits(1):
-        yield
 
 
 @pytest.fixture(scope="module")

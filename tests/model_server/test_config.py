@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import grpc
 import pytest
 
 from core.paths import REPO_ROOT
@@ -15,6 +16,8 @@ from service.model_server.config import (
     read_batching_parameters,
     read_monitoring_config,
 )
+from service.model_server.control import SECRET_METADATA, ReloadPolicy, is_loopback_peer
+from service.model_server.errors import ServingError
 
 
 def test_batching_parameters_text_proto(tmp_path):
@@ -104,3 +107,61 @@ def test_bad_flags_exit_with_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("model-server: error:")
     assert "--model_base_path" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("peer", "loopback"),
+    [
+        ("ipv4:127.0.0.1:5000", True),
+        ("ipv4:127.8.9.1:5000", True),
+        ("ipv6:[::1]:5000", True),
+        ("ipv6:%5B::1%5D:41914", True),  # what grpcio reports
+        ("ipv6:%5Bfd00::2%5D:41914", False),
+        ("ipv6:[::ffff:127.0.0.1]:5000", True),
+        ("unix:/run/model-server.sock", True),
+        ("ipv4:10.0.0.7:5000", False),
+        ("ipv6:[fd00::2]:5000", False),
+        ("ipv6:[::ffff:192.0.2.2]:5000", False),
+        ("ipv4:localhost:5000", False),
+        ("", False),
+    ],
+)
+def test_loopback_peers(peer, loopback):
+    assert is_loopback_peer(peer) is loopback
+
+
+def test_reload_policy_off_loopback_and_secret():
+    with pytest.raises(ServingError) as off:
+        ReloadPolicy().authorize("ipv4:127.0.0.1:1", {})
+    assert off.value.code == grpc.StatusCode.UNIMPLEMENTED
+    loopback_only = ReloadPolicy(enabled=True)
+    loopback_only.authorize("ipv4:127.0.0.1:1", {})
+    with pytest.raises(ServingError) as remote:
+        loopback_only.authorize("ipv4:192.0.2.2:1", {SECRET_METADATA: "anything"})
+    assert remote.value.code == grpc.StatusCode.PERMISSION_DENIED
+    secret = ReloadPolicy(enabled=True, secret=b"s" * 20)
+    secret.authorize("ipv4:192.0.2.2:1", {SECRET_METADATA: "s" * 20})
+    for sent in ({}, {SECRET_METADATA: "s" * 19}, {SECRET_METADATA: b"t" * 20}):
+        with pytest.raises(ServingError) as denied:
+            secret.authorize("ipv4:127.0.0.1:1", sent)  # loopback too needs it
+        assert denied.value.code == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_reload_flags(tmp_path):
+    from core.errors import UserError
+
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("x" * 32 + "\n")
+    base = ["--model_config_file=m.config"]
+    assert options_from_args(parse(*base)).reload_config is False
+    options = options_from_args(
+        parse(*base, "--enable_reload_config", f"--reload_secret_file={secret_file}")
+    )
+    assert options.reload_config and options.reload_secret == b"x" * 32
+    with pytest.raises(UserError, match="needs --enable_reload_config"):
+        options_from_args(parse(*base, f"--reload_secret_file={secret_file}"))
+    secret_file.write_text("short")
+    with pytest.raises(ConfigError, match="at least 16 bytes"):
+        options_from_args(
+            parse(*base, "--enable_reload_config", f"--reload_secret_file={secret_file}")
+        )

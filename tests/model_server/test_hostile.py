@@ -62,6 +62,7 @@ def grpc_details(target: str, case_name: str) -> str:
         ("infinity", "'median_income'"),
         ("double beyond float32's range", "'total_rooms'"),
         ("category that is not UTF-8", "'ocean_proximity'"),
+        ("2 MB category string", "'ocean_proximity': a string of 2000000 bytes is larger than"),
         ("5,000 unknown inputs", "input size does not match signature: 5009!=9"),
     ],
 )

@@ -122,7 +122,7 @@ def test_prometheus_metrics_per_version(http, rows):
 async def test_full_queue_gives_503_with_retry_after(server, split):
     """Queue holds 64 rows (32 × 2): a burst of 30-row requests must overflow it."""
     body = {"instances": instances(split.test.head(30))}
-    async with httpx.AsyncClient(base_url=server.rest_url, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=server.url("rest"), timeout=60) as client:
         responses = await asyncio.gather(
             *(client.post(f"/v1/models/{SKLEARN}/versions/1:predict", json=body) for _ in range(40))
         )

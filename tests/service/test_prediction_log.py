@@ -194,3 +194,15 @@ def test_a_locked_database_is_a_counted_failure_not_a_hang(tmp_path: Path):
         holder.close()
     assert log.append([record(2)]).result(timeout=10) == 1
     log.close()
+
+
+def test_readers_create_nothing_and_cannot_undo_a_write_failure(tmp_path: Path):
+    missing = tmp_path / "nowhere.sqlite3"
+    assert read_window(missing).empty and not missing.exists()
+    path = tmp_path / "log.sqlite3"
+    log = PredictionLog(path)
+    drop_table(path)
+    assert read_window(path).empty  # a drift run reading now must not recreate the table
+    with pytest.raises(sqlite3.Error):
+        log.append([record(1)]).result(timeout=10)
+    log.close()

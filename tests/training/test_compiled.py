@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from core.contract import FEATURES, SKLEARN_MODEL
 from core.errors import UserError
@@ -35,14 +34,8 @@ from training.compiled import (
 from training.data import sha256_file
 from training.repository import load_sklearn_model
 
+pytestmark = pytest.mark.usefixtures("one_openmp_thread")
 QUICK = {"max_iter": 40, "n_models": 2}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One OpenMP thread: on a busy shared machine spin-waiting threads cost minutes."""
-    with threadpool_limits(1):
-        yield
 
 
 @pytest.fixture(scope="module")

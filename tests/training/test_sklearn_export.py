@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from threadpoolctl import threadpool_limits
 
 from core.contract import FEATURES, SKLEARN_MODEL, TARGET
 from pipelines.train_sklearn import train_sklearn
@@ -29,14 +28,8 @@ from training.repository import (
     read_config_file,
 )
 
+pytestmark = pytest.mark.usefixtures("one_openmp_thread")
 QUICK = {"max_iter": 40, "n_models": 2}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One OpenMP thread: on a busy shared machine spin-waiting threads cost minutes."""
-    with threadpool_limits(1):
-        yield
 
 
 @pytest.fixture(scope="module")

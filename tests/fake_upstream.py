@@ -1,4 +1,5 @@
-"""A real gRPC server (grpc.aio, own thread and loop) speaking TF Serving's protocol.
+"""The one fake upstream: a real gRPC server (grpc.aio, own thread and loop) speaking TF
+Serving's protocol, for the gateway, TF Serving client and fault tests.
 
 Each test sets what it answers (codes, delays, versions, labels) through ``Behaviour``;
 it predicts ``100_000 * median_income + 1_000 * version`` so tests can tell versions apart.
