@@ -282,6 +282,13 @@ def _usd(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.0f}"
 
 
+def _scalars(params: dict[str, Any] | None) -> str:
+    """The top-level scalar hyperparameters, compactly (every one is in card.json)."""
+    plain = (str, int, float, bool)
+    items = [f"{k}={v}" for k, v in (params or {}).items() if isinstance(v, plain)]
+    return ", ".join(items) or "see card.json"
+
+
 def _seconds(value: float | None) -> str:
     return "not recorded" if value is None else f"{value:.4g} s"
 
@@ -306,6 +313,7 @@ def sections(numbers: dict[str, Any]) -> list[tuple[str, str, list[list[str]], s
                 ["split", str(data.get("split"))],
                 ["train / test rows", f"{data.get('train_rows')} / {data.get('test_rows')}"],
                 ["artifact SHA-256", str(numbers["provenance"]["artifact_sha256"])],
+                ["hyperparameters", _scalars(numbers["provenance"]["hyperparameters"])],
                 [
                     "libraries",
                     ", ".join(

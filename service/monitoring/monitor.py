@@ -3,7 +3,7 @@
 Use from the gateway::
 
     monitor = DriftMonitor(MonitorSettings(log_path=..., models=[...]), registry)
-    monitor.start()     # gauges published now; a run every ``interval_seconds`` (0: none)
+    monitor.start()     # gauges published now; a round every ``interval_seconds`` (0: none)
     monitor.run_once(model, since=..., until=...)   # on demand; the drift.json dict
     monitor.latest(model), monitor.history.listing(model, 20)
     monitor.stop()
@@ -263,10 +263,12 @@ class DriftMonitor:
         self.leader.release()
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
+        # The first round comes one interval after start-up: a fresh gateway has no traffic
+        # to compare yet, and the kept reports' gauges are already published.
+        self.leader.try_acquire()
+        while not self._stop.wait(self.settings.interval_seconds):
             if self.leader.try_acquire():
                 self.run_all()
-            self._stop.wait(self.settings.interval_seconds)
 
     def run_all(self) -> dict[str, Any]:
         """One scheduled round: every model's report, or why there is none; then the live

@@ -74,6 +74,26 @@ def test_drift_fail_on_drift_exit_code(files, models_dir: Path, tmp_path: Path) 
     assert main([*base, *latest]) == 0  # drift without --fail-on-drift is still a success
 
 
+def test_drift_reference_defaults_to_the_served_version(
+    files, models_dir: Path, tmp_path: Path
+) -> None:
+    """Versions 1 and 2, stable on 1: the reference without a version is version 1's."""
+    import shutil
+
+    from training.repository import ModelRepository
+
+    models = tmp_path / "models"
+    shutil.copytree(models_dir, models)
+    shutil.copytree(models / "housing_sklearn" / "1", models / "housing_sklearn" / "2")
+    repository = ModelRepository(models)
+    argv = ["monitor", "drift", "--current", str(files["calm"]), "--models-dir", str(models)]
+    assert main([*argv, "--reference", "housing_sklearn", "--output-dir", str(tmp_path / "a")]) == 0
+    assert json.loads((tmp_path / "a" / "drift.json").read_text())["reference"]["version"] == 2
+    repository.set_label("housing_sklearn", "stable", 1)
+    assert main([*argv, "--reference", "housing_sklearn", "--output-dir", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "drift.json").read_text())["reference"]["version"] == 1
+
+
 @pytest.mark.parametrize(
     ("ref_spec", "current", "message"),
     [

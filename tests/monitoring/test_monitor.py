@@ -228,8 +228,8 @@ def test_clear_errors_and_the_served_version(
 def test_one_run_at_a_time_and_one_scheduler(
     tmp_path: Path, models_dir: Path, split: Split
 ) -> None:
-    first, registry = make_monitor(tmp_path, models_dir, interval_seconds=3600)
-    second, _ = make_monitor(tmp_path, models_dir, interval_seconds=3600)
+    first, registry = make_monitor(tmp_path, models_dir, interval_seconds=0.5)
+    second, _ = make_monitor(tmp_path, models_dir, interval_seconds=0.5)
     fill_log(first.settings.log_path, split.test.sample(300, random_state=9))
 
     # A run in progress (another worker holds run.lock): a second one is refused at once.
@@ -246,13 +246,20 @@ def test_one_run_at_a_time_and_one_scheduler(
     while first.latest(SKLEARN_MODEL) is None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert first.leader.held and first.latest(SKLEARN_MODEL) is not None
+    first.stop()  # between rounds, so the reports below stay put
+    first.leader.try_acquire()  # ... but still the leader, as a live worker would be
     second.start()
-    time.sleep(0.5)
+    time.sleep(1.5)  # three of second's ticks
     assert not second.leader.held
     assert second.latest(SKLEARN_MODEL) == first.latest(SKLEARN_MODEL)  # shared reports
-    assert len(second.history.ids(SKLEARN_MODEL)) == 1
-    first.stop()
-    assert second.leader.try_acquire()  # the lock died with its holder
+    reports = len(second.history.ids(SKLEARN_MODEL))
+    time.sleep(1.0)
+    assert len(second.history.ids(SKLEARN_MODEL)) == reports  # second never ran one
+    first.leader.release()  # the leader goes (the kernel does this when a worker dies)
+    deadline = time.monotonic() + 30
+    while not second.leader.held and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert second.leader.held  # taken over at second's next tick
     second.stop()
 
 
