@@ -66,13 +66,19 @@ def role(pid: int) -> str:
     return Path(words[0]).name if words else "?"
 
 
+def group_of(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[2])
+
+
 def groups_by_role(root: int) -> dict[str, set[int]]:
-    """Process groups of ``root``'s tree, keyed by the role of each group's processes."""
+    """Process groups of ``root``'s tree, keyed by the role of each group's leader (a
+    server's spawned workers run other command lines but stay in its group)."""
     groups: dict[str, set[int]] = {}
     for pid in process_tree(root):
-        fields = _stat_fields(pid)
-        if fields is not None:
-            groups.setdefault(role(pid), set()).add(int(fields[2]))
+        pgid = group_of(pid)
+        if pgid is not None:
+            groups.setdefault(role(pgid), set()).add(pgid)
     return groups
 
 
@@ -91,5 +97,7 @@ def resident_by_role(root: int) -> dict[str, list[float]]:
     """RSS (MB) of each process in ``root``'s tree, by role: a gateway's workers each count."""
     sizes: dict[str, list[float]] = {}
     for pid in sorted(process_tree(root)):
-        sizes.setdefault(role(pid), []).append(round(resident_mb(pid), 1))
+        pgid = group_of(pid)
+        if pgid is not None:
+            sizes.setdefault(role(pgid), []).append(round(resident_mb(pid), 1))
     return sizes

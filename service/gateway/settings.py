@@ -11,6 +11,7 @@ routes traffic to that port.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from pathlib import Path
 
@@ -22,6 +23,11 @@ from core.settings import DEFAULT_PREDICTION_LOG
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
 TARGET_PATTERN = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+
+
+def default_workers() -> int:
+    """Two gateway processes where there are two cores to run them; one on a single core."""
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
 class GatewaySettings(BaseSettings):
@@ -47,8 +53,16 @@ class GatewaySettings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     """TCP port to listen on (AIP_HTTP_PORT overrides it when set)."""
 
-    workers: int = Field(default=1, ge=1, le=64)
-    """Server processes; each opens its own gRPC channels after the fork."""
+    workers: int = Field(
+        default_factory=default_workers,
+        ge=1,
+        le=64,
+        json_schema_extra={"shown_default": "2 (1 on one core)"},
+    )
+    """Server processes (spawned, each with its own gRPC channels; metrics merged). Default:
+    2 where the machine has 2 or more cores, else 1: on 2 cores, beside the model server, 2
+    workers served more than 1 in every `make bench` load scenario (e.g. 7,246 vs 5,457
+    rows/s in 20-row requests)."""
 
     upstreams: dict[str, str] = Field(
         default_factory=lambda: {SKLEARN_MODEL: "localhost:8500", KERAS_MODEL: "localhost:8500"}

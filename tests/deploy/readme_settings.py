@@ -95,11 +95,11 @@ def render() -> str:
             parsers[name] for name in command_names
         ]  # fmt: skip
         for name, field in cls.model_fields.items():
+            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
             default = field.get_default(call_default_factory=True)
+            value = f"`{extra['shown_default']}`" if "shown_default" in extra else shown(default)
             meaning = " ".join((field.description or "").split()).replace("|", "\\|")
-            rows.append(
-                f"| `{env_name(cls, name)}` | {flags(name, scope)} | {shown(default)} | {meaning} |"
-            )
+            rows.append(f"| `{env_name(cls, name)}` | {flags(name, scope)} | {value} | {meaning} |")
     return "\n".join(rows) + "\n"
 
 

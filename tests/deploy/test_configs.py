@@ -18,7 +18,8 @@ def test_batching_parameters_parse() -> None:
     config = pytest.importorskip("service.model_server.config")
     options = config.read_batching_parameters(TFSERVING_DIR / "batching.config", os.cpu_count())
     assert options.max_batch_size == 64
-    assert options.batch_timeout_micros == 2000
+    assert options.batch_timeout_micros == 0  # a lone request is not held back
+    assert options.num_batch_threads == 1
     assert options.max_enqueued_batches == 100
 
 
