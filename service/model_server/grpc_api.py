@@ -54,16 +54,24 @@ def tolerant(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
 
 
 class MalformedRequests(grpc.aio.ServerInterceptor):
-    """An unparsable request message is INVALID_ARGUMENT (grpc's own answer is UNKNOWN)."""
+    """An unparsable request message is INVALID_ARGUMENT (grpc's own answer is UNKNOWN).
+
+    The wrapped handler is built once per method, not per call: this runs on every RPC."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, Any] = {}
 
     async def intercept_service(
         self, continuation: Callable[[Any], Any], handler_call_details: Any
     ) -> Any:
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None or not handler.request_deserializer:
             return handler
         behaviour = handler.unary_unary
-        method = handler_call_details.method
 
         async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
             if isinstance(request, Unparsable):
@@ -72,11 +80,13 @@ class MalformedRequests(grpc.aio.ServerInterceptor):
                 )
             return await behaviour(request, context)
 
-        return grpc.unary_unary_rpc_method_handler(
+        wrapped = grpc.unary_unary_rpc_method_handler(
             checked,
             request_deserializer=tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
+        self._wrapped[method] = wrapped
+        return wrapped
 
 
 async def abort(context: grpc.aio.ServicerContext, error: ServingError) -> None:
