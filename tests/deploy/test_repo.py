@@ -54,7 +54,7 @@ def test_readme_settings_table_matches_the_settings_classes() -> None:
 # (``docker/NAME.Dockerfile``, ``ops-<minor>.json``) or the Dockerfile syntax directive.
 REPO_PATH = re.compile(
     r"(?<![\w/.-])((?:core|training|service|pipelines|deploy|load_tests|tests|docker|data)"
-    r"/[\w/.-]*\w)(?![\w-]*<)"
+    r"/[\w/.-]*\w)(?![\w-]*[<*])"
 )
 NOT_PATHS = {"docker/dockerfile"}
 
