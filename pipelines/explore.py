@@ -190,7 +190,6 @@ def histogram_figure(numbers: dict[str, Any]):
     last.bar(list(cats), list(cats.values()), color="#dd8452")
     last.set_title(CATEGORICAL_FEATURE, fontsize=9)
     last.tick_params(axis="x", labelrotation=45, labelsize=7)
-    figure.tight_layout()
     return figure
 
 
@@ -225,7 +224,6 @@ def correlation_figure(train: pd.DataFrame):
             ax.text(j, i, f"{float(matrix[i, j]):.2f}", ha="center", va="center", fontsize=6)
     figure.colorbar(image, ax=ax)
     ax.set_title("Pearson correlation matrix")
-    figure.tight_layout()
     return figure
 
 
@@ -245,7 +243,6 @@ def scatter_matrix_figure(train: pd.DataFrame, attributes: list[str]):
                 ax.set_xlabel(col_name, fontsize=8)
             if j == 0:
                 ax.set_ylabel(row_name, fontsize=8)
-    figure.tight_layout()
     return figure
 
 

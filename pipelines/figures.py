@@ -33,13 +33,12 @@ text-align:right}th{background:#f4f4f4}img{max-width:100%}h2{margin-top:2em}
 
 def new_figure(width: float = 8, height: float = 5) -> Figure:
     """A figure outside pyplot's global state (nothing leaks between reports)."""
-    figure = Figure(figsize=(width, height), dpi=DPI)
-    return figure
+    return Figure(figsize=(width, height), dpi=DPI, layout="tight")
 
 
 def png_bytes(figure: Figure) -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI, metadata=PNG_METADATA, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=DPI, metadata=PNG_METADATA)
     plt.close(figure)
     return buffer.getvalue()
 

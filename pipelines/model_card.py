@@ -225,7 +225,6 @@ def residual_figure(y_true: np.ndarray, y_pred: np.ndarray):
     right.hist(residuals, bins=60, color="#4c72b0")
     right.set_xlabel("prediction - actual (USD)")
     right.set_title("Residual distribution")
-    figure.tight_layout()
     return figure
 
 
@@ -244,7 +243,6 @@ def slices_figure(numbers: dict[str, Any]):
     right.bar([r[CATEGORICAL_FEATURE] for r in ocean], [r["rmse"] for r in ocean], color="#dd8452")
     right.set_title("RMSE by ocean_proximity")
     right.tick_params(axis="x", labelrotation=30)
-    figure.tight_layout()
     return figure
 
 
@@ -257,7 +255,6 @@ def importance_figure(importances: dict[str, float]):
     ax.barh(names, [importances[n] for n in names], color="#55a868")
     ax.set_xlabel("increase in test RMSE when shuffled (USD)")
     ax.set_title("Permutation importances")
-    figure.tight_layout()
     return figure
 
 

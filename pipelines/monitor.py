@@ -34,7 +34,7 @@ served by default, i.e. the stable label, else the latest)"""
 def register(subparsers: argparse._SubParsersAction) -> None:
     drift = subparsers.add_parser(
         "drift",
-        help="Evidently data drift report: writes drift.json and drift.html",
+        help="Evidently data drift report: writes drift.json, drift.html and drift.png",
         description=(
             "Compare current data with a reference on the 9 features (Evidently "
             "DataDriftPreset: K-S for the 8 numbers, chi-square homogeneity for "
@@ -48,7 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     drift.add_argument("--current", required=True, metavar="FILE|log:PATH[?...]", help=CURRENT_HELP)
     drift.add_argument(
-        "--output-dir", required=True, type=Path, help="folder for drift.json and drift.html"
+        "--output-dir",
+        required=True,
+        type=Path,
+        help="folder for drift.json, drift.html and drift.png (per-feature p-values)",
     )
     drift.add_argument(
         "--fail-on-drift", action="store_true", help="exit 1 when dataset drift is detected"
@@ -253,6 +256,7 @@ def load_current(spec: str):
 
 
 def run_drift(args: argparse.Namespace) -> int:
+    from pipelines import figures
     from service.monitoring.drift import DriftConfig, compare
 
     reference, ref_info = load_reference(args.reference, args.models_dir)
@@ -269,6 +273,8 @@ def run_drift(args: argparse.Namespace) -> int:
     )
     result = compare(reference, current, config, ref_info, cur_info)
     json_path, html_path = result.save(args.output_dir)
+    png_path = args.output_dir / "drift.png"
+    png_path.write_bytes(figures.png_bytes(p_value_figure(result.summary)))
     summary = result.summary
     drifted = [name for name, col in summary["columns"].items() if col["drift_detected"]]
     print(
@@ -277,8 +283,32 @@ def run_drift(args: argparse.Namespace) -> int:
         f"{': ' + ', '.join(drifted) if drifted else ''}; "
         f"{summary['reference']['rows']} reference vs {summary['current']['rows']} current rows)"
     )
-    print(f"wrote {json_path} and {html_path}")
+    print(f"wrote {json_path}, {html_path} and {png_path}")
     return 1 if args.fail_on_drift and summary["dataset_drift"] else 0
+
+
+def p_value_figure(summary: dict[str, Any]):
+    """Each feature's drift test as -log10(p-value), drifted ones red, the cut-off dashed."""
+    import math
+
+    from pipelines import figures
+
+    columns = summary["columns"]
+    names = list(columns)[::-1]
+    strength = [-math.log10(max(columns[n]["score"], 1e-300)) for n in names]
+    colours = ["#c44e52" if columns[n]["drift_detected"] else "#4c72b0" for n in names]
+    figure = figures.new_figure(7, 4)
+    ax = figure.subplots()
+    ax.barh(names, strength, color=colours)
+    cut = -math.log10(summary["thresholds"]["column_p_value"])
+    ax.axvline(cut, color="black", linestyle="--", linewidth=1, label=f"p = {10**-cut:g}")
+    ax.set_xlabel("-log10(p-value) of the drift test (longer: stronger evidence)")
+    ax.set_title(
+        f"Drift: {summary['drifted_columns']} of {summary['number_of_columns']} features "
+        f"({summary['current']['rows']} rows vs {summary['reference']['rows']} reference)"
+    )
+    ax.legend(loc="lower right")
+    return figure
 
 
 def _fraction(value: float, flag: str) -> float:

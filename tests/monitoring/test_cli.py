@@ -43,7 +43,24 @@ def test_drift_files_no_drift(files, tmp_path: Path, capsys) -> None:
     payload = json.loads((out / "drift.json").read_text())
     assert payload["dataset_drift"] is False and payload["current"]["rows"] == 800
     assert (out / "drift.html").stat().st_size > 10_000
+    assert (out / "drift.png").read_bytes().startswith(b"\x89PNG")
     assert "dataset drift: no" in capsys.readouterr().out
+
+
+def test_drift_figure_plots_the_reports_p_values(files, tmp_path: Path) -> None:
+    import math
+
+    from pipelines.monitor import p_value_figure
+
+    argv = ["monitor", "drift", "--reference", str(files["reference"])]
+    assert main([*argv, "--current", str(files["shifted"]), "--output-dir", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "drift.json").read_text())
+    bars = p_value_figure(summary).axes[0].patches
+    by_name = dict(zip(list(summary["columns"])[::-1], bars, strict=True))
+    for name, column in summary["columns"].items():
+        assert by_name[name].get_width() == pytest.approx(-math.log10(max(column["score"], 1e-300)))
+        red = by_name[name].get_facecolor()[0] > 0.7
+        assert red == column["drift_detected"], name
 
 
 def test_drift_fail_on_drift_exit_code(files, models_dir: Path, tmp_path: Path) -> None:
