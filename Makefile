@@ -20,8 +20,8 @@ run: install
 
 # The suite with a line-coverage report of the packages (subprocesses the tests start are
 # not measured). COV_FLOOR is the total measured on this project's CI, rounded down: a
-# change that drops coverage below it fails the run.
-COV_FLOOR ?= 0
+# change that drops coverage below it fails the run (measured: 74%, 10,155 statements).
+COV_FLOOR ?= 74
 COV := --cov=core --cov=training --cov=service --cov=pipelines --cov=deploy
 
 test: install
