@@ -75,3 +75,29 @@ def test_no_reference_to_a_file_that_does_not_exist() -> None:
             if ref not in NOT_PATHS and "NAME" not in ref and not (REPO_ROOT / ref).exists():
                 missing.append(f"{name}: {ref}")
     assert not missing, missing
+
+
+LAYERS = ["core", "training", "service", "pipelines", "deploy", "load_tests", "tests"]
+
+
+def test_imports_only_run_down_the_layers() -> None:
+    """core, training, service, pipelines, deploy, load_tests, tests: see ARCHITECTURE.md."""
+    import ast
+
+    upward = []
+    for layer in LAYERS:
+        for path in (REPO_ROOT / layer).rglob("*.py"):
+            if "tfserving_protos" in path.parts:
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    top = name.split(".")[0]
+                    if top in LAYERS and LAYERS.index(top) > LAYERS.index(layer):
+                        upward.append(f"{path.relative_to(REPO_ROOT)} imports {name}")
+    assert not upward, upward
