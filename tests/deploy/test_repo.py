@@ -101,3 +101,15 @@ def test_imports_only_run_down_the_layers() -> None:
                     if top in LAYERS and LAYERS.index(top) > LAYERS.index(layer):
                         upward.append(f"{path.relative_to(REPO_ROOT)} imports {name}")
     assert not upward, upward
+
+
+def test_processes_are_started_by_the_one_launcher() -> None:
+    """Only core/process.py starts processes that outlive a call; the rest use ManagedProcess."""
+    needles = ("subprocess." + "Popen(", "create_subprocess" + "_exec")  # not this file itself
+    found = []
+    for layer in LAYERS:
+        for path in (REPO_ROOT / layer).rglob("*.py"):
+            text = path.read_text()
+            if "tfserving_protos" not in path.parts and any(n in text for n in needles):
+                found.append(str(path.relative_to(REPO_ROOT)))
+    assert found == ["core/process.py"], found
