@@ -101,7 +101,9 @@ class ManagedProcess:
     """One child process: started, probed until ready, stopped whatever happened.
 
     ``log_path`` None means the child writes to this process's own stdout/stderr.
-    ``ports`` names the ports it listens on by role (``grpc``, ``rest``, ``http``).
+    ``env`` is added to this process's environment (``inherit_env=False``: it is the whole
+    environment, for a child that must not see some variable). ``ports`` names the ports it
+    listens on by role (``grpc``, ``rest``, ``http``).
     """
 
     def __init__(
@@ -112,11 +114,13 @@ class ManagedProcess:
         env: Mapping[str, str] | None = None,
         cwd: Path = REPO_ROOT,
         ports: Mapping[str, int] | None = None,
+        inherit_env: bool = True,
     ):
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        inherited = os.environ if inherit_env else {}
+        self.env = {**inherited, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.cwd = cwd
         self.ports = dict(ports or {})
         self.proc: subprocess.Popen[bytes] | None = None

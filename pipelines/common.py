@@ -1,7 +1,8 @@
-"""Helpers shared by the pipeline commands: run folders and results JSON files."""
+"""Helpers shared by the pipeline commands: common flags, run folders and results JSON files."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +11,28 @@ from typing import Any
 from core.paths import REPO_ROOT
 
 DEFAULT_RUNS_DIR = REPO_ROOT / "runs"
+
+
+def add_models_dir(parser: argparse.ArgumentParser) -> None:
+    """``--models-dir``: the model repository, defaulting to the shared setting."""
+    from core.settings import default_models_dir
+
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        default=default_models_dir(),
+        help="model repository (default: $HOUSING_MODELS_DIR or models/)",
+    )
+
+
+def add_runs_dir(parser: argparse.ArgumentParser, command: str) -> None:
+    """``--runs-dir``: where a command's results JSON goes (default: a fresh run folder)."""
+    parser.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=None,
+        help=f"where the results JSON goes (default: runs/{command}/<timestamp>/)",
+    )
 
 
 def run_dir(command: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> Path:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.errors import UserError
-from pipelines.common import run_dir, write_results
+from pipelines.common import add_models_dir, add_runs_dir, run_dir, write_results
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,7 +27,6 @@ RUN_NAME = "evaluate"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from core.contract import SKLEARN_MODEL
-    from core.settings import default_models_dir
 
     parser = subparsers.add_parser(
         "evaluate",
@@ -46,24 +45,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="version number (default: the 'stable' label, else the highest served version)",
     )
-    parser.add_argument(
-        "--models-dir",
-        type=Path,
-        default=default_models_dir(),
-        help="model repository root (default: models/, or $HOUSING_MODELS_DIR)",
-    )
+    add_models_dir(parser)
     parser.add_argument(
         "--permutation-repeats",
         type=int,
         default=5,
         help="repeats for the permutation importances (0 skips them; default: 5)",
     )
-    parser.add_argument(
-        "--runs-dir",
-        type=Path,
-        default=None,
-        help="where the results JSON goes (default: runs/evaluate/<timestamp>/)",
-    )
+    add_runs_dir(parser, "evaluate")
     parser.set_defaults(func=run_evaluate)
 
 

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+
+from pipelines.common import add_models_dir
 
 
 def add_repository_arguments(parser: argparse.ArgumentParser) -> None:
-    from core.settings import default_models_dir
 
-    parser.add_argument(
-        "--models-dir",
-        type=Path,
-        default=default_models_dir(),
-        help="model repository holding models.config (default: models/ or HOUSING_MODELS_DIR)",
-    )
+    add_models_dir(parser)
     parser.add_argument(
         "--server",
         metavar="HOST:PORT",

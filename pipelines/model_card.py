@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.errors import UserError
+from pipelines.common import add_models_dir
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,7 +47,6 @@ LIMITATIONS = [
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from core.settings import default_models_dir
 
     parser = subparsers.add_parser(
         "model-card",
@@ -60,12 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "model", metavar="NAME[:VERSION]", help="e.g. housing_sklearn or housing_keras:2"
     )
-    parser.add_argument(
-        "--models-dir",
-        type=Path,
-        default=default_models_dir(),
-        help="model repository root (default: models/, or $HOUSING_MODELS_DIR)",
-    )
+    add_models_dir(parser)
     parser.add_argument(
         "--permutation-repeats",
         type=int,

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 
 from core.errors import UserError
 from core.settings import shared
+from pipelines.common import add_models_dir
 
 LOG_PREFIX = "log:"
 LOG_KEYS = {"since", "until", "limit", "model", "version"}
@@ -56,12 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     drift.add_argument(
         "--fail-on-drift", action="store_true", help="exit 1 when dataset drift is detected"
     )
-    drift.add_argument(
-        "--models-dir",
-        type=Path,
-        default=None,
-        help="model repository for MODEL[:VERSION] (default: $HOUSING_MODELS_DIR or models/)",
-    )
+    add_models_dir(drift)
     drift.add_argument(
         "--column-p-value",
         type=float,

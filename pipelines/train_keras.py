@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from core import console
 from core.errors import UserError
-from pipelines.common import DEFAULT_RUNS_DIR, audit_publish, run_dir, write_results
+from pipelines.common import DEFAULT_RUNS_DIR, add_models_dir, audit_publish, run_dir, write_results
 
 if TYPE_CHECKING:
     from training.data import Split
@@ -82,12 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run a random hyperparameter search with this many trials first, "
         "then train and export the best configuration",
     )
-    parser.add_argument(
-        "--models-dir",
-        type=Path,
-        default=None,
-        help="model repository (default: $HOUSING_MODELS_DIR or ./models)",
-    )
+    add_models_dir(parser)
     parser.add_argument(
         "--sample",
         type=positive_int,

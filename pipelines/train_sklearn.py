@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from core import console
 from core.errors import UserError
-from pipelines.common import audit_publish, run_dir, write_results
+from pipelines.common import add_models_dir, add_runs_dir, audit_publish, run_dir, write_results
 
 PUBLISHING_SEARCHES = ("none", "grid", "random")
 CV_ONLY_SEARCHES = ("baselines", "compare")
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from core.settings import default_models_dir
     from training.sklearn_models import DEFAULT_MODEL_TYPE, MODEL_TYPES
 
     parser = subparsers.add_parser(
@@ -57,12 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_MODEL_TYPE,
         help=f"model for --search none (default: {DEFAULT_MODEL_TYPE}, the CV-selected one)",
     )
-    parser.add_argument(
-        "--models-dir",
-        type=Path,
-        default=default_models_dir(),
-        help="model repository root (default: models/, or $HOUSING_MODELS_DIR)",
-    )
+    add_models_dir(parser)
     parser.add_argument(
         "--sample",
         type=int,
@@ -81,12 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "and publish only the joblib pipeline"
         ),
     )
-    parser.add_argument(
-        "--runs-dir",
-        type=Path,
-        default=None,
-        help="where the results JSON goes (default: runs/train-sklearn/<timestamp>/)",
-    )
+    add_runs_dir(parser, "train-sklearn")
     parser.set_defaults(func=run_train_sklearn)
 
 

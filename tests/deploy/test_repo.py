@@ -54,7 +54,7 @@ def test_readme_settings_table_matches_the_settings_classes() -> None:
 # (``docker/NAME.Dockerfile``, ``ops-<minor>.json``) or the Dockerfile syntax directive.
 REPO_PATH = re.compile(
     r"(?<![\w/.-])((?:core|training|service|pipelines|deploy|load_tests|tests|docker|data)"
-    r"/[\w/.-]*\w)(?![\w-]*<)"
+    r"/[\w/.-]*\w)(?![\w-]*[<*])"
 )
 NOT_PATHS = {"docker/dockerfile"}
 
@@ -75,3 +75,41 @@ def test_no_reference_to_a_file_that_does_not_exist() -> None:
             if ref not in NOT_PATHS and "NAME" not in ref and not (REPO_ROOT / ref).exists():
                 missing.append(f"{name}: {ref}")
     assert not missing, missing
+
+
+LAYERS = ["core", "training", "service", "pipelines", "deploy", "load_tests", "tests"]
+
+
+def test_imports_only_run_down_the_layers() -> None:
+    """core, training, service, pipelines, deploy, load_tests, tests: see ARCHITECTURE.md."""
+    import ast
+
+    upward = []
+    for layer in LAYERS:
+        for path in (REPO_ROOT / layer).rglob("*.py"):
+            if "tfserving_protos" in path.parts:
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    top = name.split(".")[0]
+                    if top in LAYERS and LAYERS.index(top) > LAYERS.index(layer):
+                        upward.append(f"{path.relative_to(REPO_ROOT)} imports {name}")
+    assert not upward, upward
+
+
+def test_processes_are_started_by_the_one_launcher() -> None:
+    """Only core/process.py starts processes that outlive a call; the rest use ManagedProcess."""
+    needles = ("subprocess." + "Popen(", "create_subprocess" + "_exec")  # not this file itself
+    found = []
+    for layer in LAYERS:
+        for path in (REPO_ROOT / layer).rglob("*.py"):
+            text = path.read_text()
+            if "tfserving_protos" not in path.parts and any(n in text for n in needles):
+                found.append(str(path.relative_to(REPO_ROOT)))
+    assert found == ["core/process.py"], found

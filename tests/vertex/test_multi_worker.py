@@ -7,22 +7,20 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from core.paths import REPO_ROOT
-from core.process import free_port
+from core.process import ManagedProcess, free_port
 from deploy.vertex.trainer import cluster_role
 
 SETTINGS = ["--epochs=4", "--sample=2000", "--n_hidden=2", "--n_neurons=30"]
 TOLERANCE = 0.15  # relative test-RMSE difference allowed (different batch order and LR)
 
 
-def trainer(tmp_path: Path, name: str, tf_config: dict[str, Any] | None) -> subprocess.Popen:
+def trainer(tmp_path: Path, name: str, tf_config: dict[str, Any] | None) -> ManagedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", "AIP_MODEL_DIR")}
     env |= {
         "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -32,25 +30,19 @@ def trainer(tmp_path: Path, name: str, tf_config: dict[str, Any] | None) -> subp
         env["TF_CONFIG"] = json.dumps(tf_config)
     argv = [sys.executable, "-m", "deploy.vertex.trainer", *SETTINGS]
     argv.append(f"--model-dir={tmp_path / name / 'model'}")
-    return subprocess.Popen(
-        argv,
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=(tmp_path / f"{name}.log").open("w"),
-        text=True,
-    )
+    log = tmp_path / f"{name}.log"
+    return ManagedProcess(name, argv, log, env=env, inherit_env=False).start()
 
 
-def finish(process: subprocess.Popen, tmp_path: Path, name: str) -> dict[str, Any]:
+def finish(process: ManagedProcess) -> dict[str, Any]:
+    """Wait for the trainer; the summary JSON it prints last (its log also holds stderr)."""
     try:
-        out, _ = process.communicate(timeout=900)
+        code = process.wait(timeout=900)
     finally:
-        if process.poll() is None:
-            process.kill()
-    log = (tmp_path / f"{name}.log").read_text()[-3000:]
-    assert process.returncode == 0, log
-    return json.loads(out.strip().splitlines()[-1])
+        process.stop()
+    assert code == 0, process.log_tail()
+    summaries = [line for line in process.log_text().splitlines() if line.startswith("{")]
+    return json.loads(summaries[-1])
 
 
 def test_tf_config_roles() -> None:
@@ -73,7 +65,7 @@ def test_two_workers_train_one_model_as_good_as_one_machine(tmp_path: Path) -> N
     worker = trainer(
         tmp_path, "worker", {"cluster": cluster, "task": {"type": "worker", "index": 0}}
     )
-    chief_out, worker_out = finish(chief, tmp_path, "chief"), finish(worker, tmp_path, "worker")
+    chief_out, worker_out = finish(chief), finish(worker)
 
     assert chief_out["role"] == "chief" and chief_out["distributed"] is True
     assert worker_out["role"] == "worker"
@@ -85,7 +77,7 @@ def test_two_workers_train_one_model_as_good_as_one_machine(tmp_path: Path) -> N
     distributed = json.loads((tmp_path / "chief" / "model" / "manifest.json").read_text())
     assert distributed["hyperparameters"]["strategy"] == "multi_worker"
 
-    single_out = finish(trainer(tmp_path, "single", None), tmp_path, "single")
+    single_out = finish(trainer(tmp_path, "single", None))
     assert single_out["distributed"] is False
     single = json.loads((tmp_path / "single" / "model" / "manifest.json").read_text())
     ratio = distributed["metrics"]["test_rmse"] / single["metrics"]["test_rmse"]
