@@ -30,21 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.process import http_ok  # noqa: E402
 from load_tests import models as bench_models  # noqa: E402
 from load_tests import stack  # noqa: E402
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its children: a cost the machine's load won't skew."""
-    import psutil
-
-    root = psutil.Process(pid)
-    total = 0.0
-    for proc in [root, *root.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            pass
-    return total
+from load_tests.peers.cputime import tree_cpu_seconds  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -32,6 +32,7 @@ from core.contract import EXAMPLE_INSTANCE  # noqa: E402
 from core.process import http_ok  # noqa: E402
 from load_tests import models as bench_models  # noqa: E402
 from load_tests import stack  # noqa: E402
+from load_tests.peers.cputime import tree_cpu_seconds  # noqa: E402
 
 
 def gateway_processes(pid: int) -> list[dict]:
@@ -60,22 +61,6 @@ def gateway_processes(pid: int) -> list[dict]:
         except psutil.Error:
             pass
     return out
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of a process and its children: what start-up cost, however
-    loaded the machine is (wall time on a shared machine mostly measures the others)."""
-    import psutil
-
-    root = psutil.Process(pid)
-    total = 0.0
-    for proc in [root, *root.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            pass
-    return total
 
 
 def one_run(targets: dict[str, str], folder: Path, workers: int, requests: int) -> dict:

@@ -101,3 +101,14 @@ def resident_by_role(root: int) -> dict[str, list[float]]:
         if pgid is not None:
             sizes.setdefault(role(pgid), []).append(round(resident_mb(pid), 1))
     return sizes
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """user + system seconds of ``root`` and its live descendants: what a server and its
+    workers spent, however loaded the machine is."""
+    ticks = 0
+    for pid in process_tree(root):
+        fields = _stat_fields(pid)
+        if fields is not None:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / TICKS
