@@ -174,7 +174,7 @@ class DriftMetrics:
     def publish_empty(self, model: str) -> None:
         """Every series exists from start-up: NaN until a first report, counters at 0."""
         nan = math.nan
-        for g in (self.dataset_drift, self.share, self.version, self.window_seconds):
+        for g in (self.dataset_drift, self.share, self.version, self.window_seconds, self.last_run):
             g.labels(model).set(nan)
         self.window_rows.labels(model).set(0)
         for feature in FEATURES:

@@ -183,10 +183,24 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory, split) -> Iterator[d
                 time.sleep(0.25)
             assert client.post("/v1/predict", json={"instances": [{}]}).status_code == 422
         pd.DataFrame(labels).to_csv(labels_path, index=False)
+        wait_for_a_drift_run(url)
         yield {"gateway": url, "model_server": rest, "prometheus": api}
     finally:
         for proc in reversed(procs):
             proc.stop()
+
+
+def wait_for_a_drift_run(gateway: str, timeout: float = 60) -> None:
+    """The scheduled drift round that sees the traffic: its gauges are what the drift panels
+    show (with several gateway workers the schedule's phase varies by a few seconds)."""
+    done = 'housing_drift_runs_total{model="housing_sklearn",outcome="ok"}'
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in httpx.get(f"{gateway}/metrics").text.splitlines():
+            if line.startswith(done) and float(line.split()[-1]) >= 1:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"no successful drift run within {timeout:.0f} s")
 
 
 @pytest.mark.skipif(not Path(PROMETHEUS).exists(), reason="the prometheus server is not installed")
