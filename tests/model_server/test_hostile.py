@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
@@ -139,7 +140,9 @@ def capped_server(models, tmp_path_factory) -> Iterator[ManagedProcess]:
 
 
 def test_concurrency_cap_refuses_with_resource_exhausted_and_retry_after(capped_server, split):
-    rows = split.test.head(2000)
+    # Requests big enough (the row limit) that 20 sent at once overlap on any machine: a
+    # small one finishes before the next is decoded and the cap is never reached.
+    rows = pd.concat([split.test] * 3).head(10_000)
     grpc_request = predict_request(rows, SKLEARN_MODEL, version=1)
     body = {"instances": instances(rows)}
     target = capped_server.address("grpc")
