@@ -35,7 +35,9 @@ def gateway(split: Split, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         env={"HOUSING_PREDICTION_LOG_PATH": str(root / "predictions.sqlite3")},
     )
     try:
-        server.start()
+        # The model server first: a gateway worker that tried it before it listened waits out
+        # gRPC's reconnect backoff (up to 1 s), and /readyz answers for one worker only.
+        stack.serving(server.start())
         gateway.start()
         url = gateway.url()
         gateway.wait_ready(http_ok(f"{url}/readyz"), 120)
