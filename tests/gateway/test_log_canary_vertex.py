@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+
 import grpc
 
 from service.gateway.predictor import canary_bucket
@@ -42,13 +45,23 @@ async def test_failed_predictions_are_not_logged(make_client, behaviour, tmp_pat
 
 
 async def test_log_write_failures_are_counted_not_hidden(make_client, behaviour, tmp_path):
-    async with make_client(prediction_log_path=str(tmp_path / "log.sqlite3")) as client:
-        log = client._transport.app.state.predictor.prediction_log
-        log._conn.execute("DROP TABLE predictions")  # every later commit fails
+    path = tmp_path / "log.sqlite3"
+    counted = "housing_gateway_prediction_log_failures_total 3.0"
+    async with make_client(prediction_log_path=str(path)) as client:
+        # From another connection, waiting for the log's writer thread: every later commit fails.
+        blocker = sqlite3.connect(str(path), timeout=10)
+        blocker.execute("DROP TABLE predictions")
+        blocker.commit()
+        blocker.close()
         r = await client.post("/v1/predict", json={"instances": [INSTANCE] * 3})
         assert r.status_code == 200  # the answer is right; the lost records are counted
-        text = (await client.get("/metrics")).text
-    assert "housing_gateway_prediction_log_failures_total 3.0" in text
+        text = ""
+        for _ in range(50):  # the writer thread counts the failure as it reports it
+            text = (await client.get("/metrics")).text
+            if counted in text:
+                break
+            await asyncio.sleep(0.1)
+    assert counted in text
 
 
 async def test_log_can_be_disabled(make_client, behaviour, tmp_path):

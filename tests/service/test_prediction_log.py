@@ -84,7 +84,8 @@ def test_window_filters_by_time_model_and_limit(tmp_path: Path):
 def test_a_failed_write_is_counted_not_dropped_silently(tmp_path: Path):
     path = tmp_path / "log.sqlite3"
     log = PredictionLog(path)
-    blocker = sqlite3.connect(str(path), timeout=0)
+    # waits for the writer thread, which may still be creating the table
+    blocker = sqlite3.connect(str(path), timeout=10)
     blocker.execute("DROP TABLE predictions")
     blocker.commit()
     blocker.close()
