@@ -207,3 +207,30 @@ def test_readers_create_nothing_and_cannot_undo_a_write_failure(tmp_path: Path):
     with pytest.raises(sqlite3.Error):
         log.append([record(1)]).result(timeout=10)
     log.close()
+
+
+def _open_log(path: Path, results) -> None:
+    try:
+        connect(path, 10).close()
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        results.put(repr(exc))
+
+
+def test_gateway_workers_opening_a_new_log_at_once_all_succeed(tmp_path: Path):
+    """Two or three workers start together on a fresh file: switching it to WAL must wait
+    for the others, not fail the worker's start-up ('database is locked')."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    answers = []
+    for round_ in range(25):
+        path = tmp_path / f"log-{round_}.sqlite3"
+        results = context.Queue()
+        workers = [context.Process(target=_open_log, args=(path, results)) for _ in range(3)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=30)
+        answers += [results.get(timeout=5) for _ in workers]
+    assert answers == ["ok"] * len(answers)
