@@ -13,22 +13,9 @@ from pathlib import Path
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def group_cpu_seconds(pgids: set[int]) -> float:
-    """user + system seconds of the live processes in ``pgids`` (workers included)."""
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:  # the process ended while we looked
-            continue
-        fields = text[text.rindex(")") + 2 :].split()
-        # after the command: state ppid pgrp session ... utime(12) stime(13)
-        if int(fields[2]) in pgids:
-            total += int(fields[11]) + int(fields[12])
-    return total / TICKS
-
-
 def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command: state ppid pgrp session ... utime(12)
+    stime(13); None once the process has ended."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -36,14 +23,32 @@ def _stat_fields(pid: int) -> list[str] | None:
     return text[text.rindex(")") + 2 :].split()
 
 
+def _live_pids() -> list[int]:
+    return [int(stat.parent.name) for stat in Path("/proc").glob("[0-9]*/stat")]
+
+
+def _cpu_ticks(fields: list[str]) -> int:
+    return int(fields[11]) + int(fields[12])
+
+
+def group_cpu_seconds(pgids: set[int]) -> float:
+    """user + system seconds of the live processes in ``pgids`` (workers included)."""
+    ticks = 0
+    for pid in _live_pids():
+        fields = _stat_fields(pid)
+        if fields is not None and int(fields[2]) in pgids:
+            ticks += _cpu_ticks(fields)
+    return ticks / TICKS
+
+
 def process_tree(root: int) -> set[int]:
     """``root`` and every live descendant (services a launcher started in their own sessions
     included), found through the parent pids in /proc."""
     children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        fields = _stat_fields(int(stat.parent.name))
+    for pid in _live_pids():
+        fields = _stat_fields(pid)
         if fields is not None:
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+            children.setdefault(int(fields[1]), []).append(pid)
     tree, todo = set(), [root]
     while todo:
         pid = todo.pop()
@@ -110,5 +115,5 @@ def tree_cpu_seconds(root: int) -> float:
     for pid in process_tree(root):
         fields = _stat_fields(pid)
         if fields is not None:
-            ticks += int(fields[11]) + int(fields[12])
+            ticks += _cpu_ticks(fields)
     return ticks / TICKS
