@@ -32,34 +32,35 @@ from core.contract import EXAMPLE_INSTANCE  # noqa: E402
 from core.process import http_ok  # noqa: E402
 from load_tests import models as bench_models  # noqa: E402
 from load_tests import stack  # noqa: E402
-from load_tests.peers.cputime import tree_cpu_seconds  # noqa: E402
+from load_tests.peers.cputime import (  # noqa: E402
+    process_tree,
+    resident_mb,
+    tree_cpu_seconds,
+)
 
 
 def gateway_processes(pid: int) -> list[dict]:
     """RSS (MB) of the gateway's processes and whether TF is mapped in them. With one
     worker the main process serves; with more, uvicorn's main process only supervises
     spawned workers (fresh interpreters that import the app alone)."""
-    import psutil
-
-    root = psutil.Process(pid)
     out = []
-    for proc in [root, *root.children(recursive=True)]:
+    for member in sorted(process_tree(pid)):
         try:
-            maps = proc.memory_maps()
-            command = " ".join(proc.cmdline())
-            if "resource_tracker" in command:
-                continue  # multiprocessing's helper, not a gateway process
-            role = "worker" if proc.pid != pid or "multiprocessing.spawn" in command else "main"
-            out.append(
-                {
-                    "pid": proc.pid,
-                    "role": role,
-                    "rss_mb": round(proc.memory_info().rss / 2**20, 1),
-                    "tensorflow_mapped": any("tensorflow" in m.path for m in maps),
-                }
-            )
-        except psutil.Error:
-            pass
+            command = Path(f"/proc/{member}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            maps = Path(f"/proc/{member}/maps").read_text()
+        except OSError:  # it ended while we looked
+            continue
+        if "resource_tracker" in command:
+            continue  # multiprocessing's helper, not a gateway process
+        role = "worker" if member != pid or "multiprocessing.spawn" in command else "main"
+        out.append(
+            {
+                "pid": member,
+                "role": role,
+                "rss_mb": round(resident_mb(member), 1),
+                "tensorflow_mapped": "tensorflow" in maps,
+            }
+        )
     return out
 
 
