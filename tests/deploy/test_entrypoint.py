@@ -66,7 +66,14 @@ def run(
     as_uid: int | None = None,
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    argv = [PYTHON, str(ENTRYPOINT), "--writable", str(models)]
+    script = ENTRYPOINT
+    if as_uid is not None:
+        # The checkout may sit where only root can enter (a clone in `mktemp -d`): run a
+        # readable copy, as the image runs its world-readable /app copy.
+        script = models.parent / "entrypoint.py"
+        shutil.copyfile(ENTRYPOINT, script)
+        script.chmod(0o644)
+    argv = [PYTHON, str(script), "--writable", str(models)]
     if owner_of is not None:
         argv += ["--owner-of", str(owner_of)]
     argv += ["--", PYTHON, "-c", JOB, str(models)]
