@@ -21,7 +21,7 @@ from service.model_server.errors import ServingError, invalid
 from service.model_server.limits import InflightLimit
 from service.model_server.manager import LoadedVersion, ModelManager
 from service.model_server.metrics import ServerMetrics
-from service.model_server.tensors import NUMPY_DTYPES, dtype_name
+from service.model_server.tensors import NUMPY_DTYPES, dtype_name, signature_spec
 
 Columns = dict[str, np.ndarray]
 Decoder = Callable[[meta_graph_pb2.SignatureDef], Columns]
@@ -55,9 +55,9 @@ def validate_inputs(signature: meta_graph_pb2.SignatureDef, inputs: Columns) -> 
 
     Numeric inputs of another numeric dtype are cast in place to the signature's dtype.
     """
-    expected = set(signature.inputs)
-    sent = set(inputs)
-    if sent != expected:
+    spec = signature_spec(signature)
+    if inputs.keys() != spec.names:
+        expected, sent = set(spec.names), set(inputs)
         raise invalid(
             f"input size does not match signature: {len(sent)}!={len(expected)} "
             f"len({_set_text(sent)}) != len({_set_text(expected)}). "
@@ -65,31 +65,26 @@ def validate_inputs(signature: meta_graph_pb2.SignatureDef, inputs: Columns) -> 
             f"Missing but required: {_set_text(expected - sent)}."
         )
     rows: dict[str, int] = {}
-    for index, name in enumerate(sorted(expected)):
-        info = signature.inputs[name]
+    for name in spec.sorted_names:
+        info = spec.inputs[name]
         values = inputs[name]
-        wanted = NUMPY_DTYPES.get(info.dtype)
+        wanted = info.wanted
         is_string = values.dtype == object
         if (wanted is None) != is_string:
             sent_name = "string" if is_string else dtype_name(_tf_dtype(values.dtype))
             raise invalid(
-                f"Expects arg[{index}] to be {dtype_name(info.dtype)} but {sent_name} is provided"
-                f" (input '{name}')"
+                f"Expects arg[{info.index}] to be {dtype_name(info.dtype)} but {sent_name} is "
+                f"provided (input '{name}')"
             )
         if wanted is not None and values.dtype != wanted:
             # Deliberately more lenient than TF Serving: numbers of another width (pandas'
             # float64, ints) are cast, so clients sending their data's native dtype work.
             values = inputs[name] = values.astype(wanted)
-        if not info.tensor_shape.unknown_rank:
-            dims = [d.size for d in info.tensor_shape.dim]
-            shape = list(values.shape)
-            if len(shape) != len(dims) or any(
-                want not in (-1, got) for want, got in zip(dims, shape, strict=True)
-            ):
-                raise invalid(
-                    f"input '{name}' has shape {shape} but the signature expects "
-                    f"{dims} (-1: any size)"
-                )
+        if not info.allows(values.shape):
+            raise invalid(
+                f"input '{name}' has shape {list(values.shape)} but the signature expects "
+                f"{list(info.dims or ())} (-1: any size)"
+            )
         rows[name] = values.shape[0] if values.ndim else 1
     sizes = set(rows.values())
     if len(sizes) > 1:

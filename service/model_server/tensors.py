@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import NoReturn
 
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
@@ -57,46 +59,109 @@ def parse_error(name: str, detail: str) -> ServingError:
 
 
 def declared_shape(name: str, proto: tensor_pb2.TensorProto) -> tuple[int, ...]:
-    if proto.tensor_shape.unknown_rank:
+    tensor_shape = proto.tensor_shape
+    if tensor_shape.unknown_rank:
         raise parse_error(name, "a request tensor must have a known shape")
-    shape = tuple(dim.size for dim in proto.tensor_shape.dim)
-    if any(size < 0 for size in shape):
+    shape = tuple([dim.size for dim in tensor_shape.dim])
+    if shape and min(shape) < 0:
         raise parse_error(name, f"shape {list(shape)} has negative dimensions")
     return shape
 
 
-def element_limit(
-    name: str, shape: tuple[int, ...], info: meta_graph_pb2.TensorInfo, max_rows: int
-) -> int:
+@dataclass(frozen=True)
+class InputSpec:
+    """One signature input as the request path checks it, read from its TensorInfo once:
+    protobuf field reads cost more than the checks themselves."""
+
+    index: int  # its place among the signature's sorted input names (TF's ``arg[i]``)
+    dtype: int
+    wanted: np.dtype | None  # None: a string (or unsupported) input
+    dims: tuple[int, ...] | None  # None: unknown rank
+    width: int  # elements per row (unknown dimensions count as 1)
+    fixed: tuple[tuple[int, int], ...]  # (axis, size) of the dimensions that are not -1
+
+    @classmethod
+    def of(cls, index: int, info: meta_graph_pb2.TensorInfo) -> InputSpec:
+        shape = info.tensor_shape
+        dims = None if shape.unknown_rank else tuple(d.size for d in shape.dim)
+        width = math.prod(d for d in dims[1:] if d > 0) if dims else 1
+        fixed = tuple((axis, size) for axis, size in enumerate(dims or ()) if size != -1)
+        return cls(index, info.dtype, NUMPY_DTYPES.get(info.dtype), dims, width, fixed)
+
+    def allows(self, shape: tuple[int, ...]) -> bool:
+        """Whether a shape fits the signature's (-1: any size)."""
+        dims = self.dims
+        if dims is None:
+            return True
+        if len(shape) != len(dims):
+            return False
+        return not self.fixed or all(shape[axis] == size for axis, size in self.fixed)
+
+
+@dataclass(frozen=True)
+class SignatureSpec:
+    """A SignatureDef's inputs as ``InputSpec``s (see ``signature_spec``)."""
+
+    inputs: dict[str, InputSpec]
+    names: frozenset[str]
+    sorted_names: tuple[str, ...]
+
+
+_SPECS: dict[int, tuple[meta_graph_pb2.SignatureDef, SignatureSpec]] = {}
+_MAX_SPECS = 256
+
+
+def signature_spec(signature: meta_graph_pb2.SignatureDef) -> SignatureSpec:
+    """The signature's ``SignatureSpec``, built once per signature object.
+
+    Keyed by identity (protobuf messages are neither hashable nor weakly referable); the
+    entry keeps its signature alive so an id is never reused while cached. Servables keep
+    their signatures for their lifetime; the cache is cleared if it ever grows large.
+    """
+    cached = _SPECS.get(id(signature))
+    if cached is not None and cached[0] is signature:
+        return cached[1]
+    names = tuple(sorted(signature.inputs))
+    spec = SignatureSpec(
+        {name: InputSpec.of(i, signature.inputs[name]) for i, name in enumerate(names)},
+        frozenset(names),
+        names,
+    )
+    if len(_SPECS) >= _MAX_SPECS:
+        _SPECS.clear()
+    _SPECS[id(signature)] = (signature, spec)
+    return spec
+
+
+def element_limit(name: str, shape: tuple[int, ...], spec: InputSpec, max_rows: int) -> int:
     """Check a declared shape against the signature and the row limit, before decoding.
 
     Returns the most elements the input may decode to: ``max_rows`` rows of the
     signature's fixed row shape (unknown dimensions count as 1, so a single broadcast
     value can never be inflated beyond the row limit).
     """
-    width = 1
-    if not info.tensor_shape.unknown_rank:
-        dims = [d.size for d in info.tensor_shape.dim]
-        if len(shape) != len(dims) or any(
-            want not in (-1, got) for want, got in zip(dims, shape, strict=True)
-        ):
-            raise invalid(
-                f"input '{name}' has shape {list(shape)} but the signature expects "
-                f"{dims} (-1: any size)"
-            )
-        width = math.prod(d for d in dims[1:] if d > 0)
+    if not spec.allows(shape):
+        raise invalid(
+            f"input '{name}' has shape {list(shape)} but the signature expects "
+            f"{list(spec.dims or ())} (-1: any size)"
+        )
     check_rows(name, shape[0] if shape else 1, max_rows)
-    return max_rows * width
+    return max_rows * spec.width
 
 
 def to_numpy(
-    name: str, proto: tensor_pb2.TensorProto, max_elements: int | None = None
+    name: str,
+    proto: tensor_pb2.TensorProto,
+    max_elements: int | None = None,
+    shape: tuple[int, ...] | None = None,
 ) -> np.ndarray:
     """Decode one input; strings become an object array of ``bytes``.
 
-    ``max_elements`` bounds what the declared shape may allocate (see ``element_limit``).
+    ``max_elements`` bounds what the declared shape may allocate (see ``element_limit``);
+    ``shape`` is the ``declared_shape`` when the caller has read it already.
     """
-    shape = declared_shape(name, proto)
+    if shape is None:
+        shape = declared_shape(name, proto)
     count = math.prod(shape)
     if max_elements is not None and count > max_elements:
         raise too_large(
@@ -136,15 +201,18 @@ def decode_inputs(
 
     Names the signature does not have are not decoded: the request fails on its names.
     """
+    specs = signature_spec(signature).inputs
+    max_rows, max_string_bytes = limits.max_rows, limits.max_string_bytes
     columns: dict[str, np.ndarray] = {}
     for name, proto in protos.items():
-        if name not in signature.inputs:
+        spec = specs.get(name)
+        if spec is None:
             columns[name] = NOT_DECODED
             continue
-        info = signature.inputs[name]
-        limit = element_limit(name, declared_shape(name, proto), info, limits.max_rows)
-        values = to_numpy(name, proto, limit)
-        columns[name] = checked_values(name, values, info.dtype, limits.max_string_bytes)
+        shape = declared_shape(name, proto)
+        limit = element_limit(name, shape, spec, max_rows)
+        values = to_numpy(name, proto, limit, shape)
+        columns[name] = checked_values(name, values, spec.dtype, max_string_bytes)
     return columns
 
 
@@ -158,6 +226,13 @@ def checked_values(name: str, values: np.ndarray, dtype: int, max_string_bytes: 
     A kind mismatch (string for a number) is left for the signature check to report.
     """
     wanted = NUMPY_DTYPES.get(dtype)
+    if wanted is not None and values.dtype == wanted and wanted.kind == "f":
+        # The common case, without a cast; a finite sum (one call) rules out infinities.
+        if not math.isfinite(np.add.reduce(values, axis=None)):
+            infinite = np.isinf(values)
+            if infinite.any():
+                _refuse_infinite(name, values, infinite, wanted)
+        return values
     if wanted is None or dtype == types_pb2.DT_BOOL:
         if dtype == types_pb2.DT_STRING and values.dtype == object:
             for value in values.ravel():
@@ -186,12 +261,18 @@ def checked_values(name: str, values: np.ndarray, dtype: int, max_string_bytes: 
     if cast.dtype.kind == "f":
         infinite = np.isinf(cast)
         if infinite.any():
-            bad = values[infinite].ravel()[0]
-            raise invalid(
-                f"input '{name}': {bad} is not a finite {wanted.name} "
-                "(NaN means missing; infinities and out-of-range numbers are refused)"
-            )
+            _refuse_infinite(name, values, infinite, wanted)
     return cast
+
+
+def _refuse_infinite(
+    name: str, values: np.ndarray, infinite: np.ndarray, wanted: np.dtype
+) -> NoReturn:
+    bad = values[infinite].ravel()[0]
+    raise invalid(
+        f"input '{name}': {bad} is not a finite {wanted.name} "
+        "(NaN means missing; infinities and out-of-range numbers are refused)"
+    )
 
 
 def from_numpy(array: np.ndarray, dtype: int) -> tensor_pb2.TensorProto:
