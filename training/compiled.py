@@ -21,6 +21,7 @@ against the pipeline on given rows before serving with it, and says which form i
 from __future__ import annotations
 
 import logging
+import math
 import platform
 import shutil
 import subprocess
@@ -148,13 +149,17 @@ def lower(transformer) -> Kernel | None:
     if kind is ClusterSimilarity:
         return _rbf(transformer.kmeans_.cluster_centers_, transformer.gamma)
     if kind is NeighbourTarget:
-        return transformer.transform  # already plain NumPy and a KD-tree query
+        return _neighbours(transformer)
     return None
 
 
 def _reject_infinity(X: np.ndarray) -> None:  # noqa: N803
-    """scikit-learn's ``allow-nan`` input check (imputers, scalers): NaN passes, inf fails."""
-    if np.isinf(X).any():
+    """scikit-learn's ``allow-nan`` input check (imputers, scalers): NaN passes, inf fails.
+
+    A finite sum (one NumPy call) rules out infinities; only a sum that is not (a NaN, an
+    infinity, an overflow) needs the element-wise test.
+    """
+    if not math.isfinite(np.add.reduce(X, axis=None)) and np.isinf(X).any():
         raise ValueError("Input X contains infinity or a value too large for dtype('float64').")
 
 
@@ -196,10 +201,10 @@ def _scaler(scaler) -> Kernel:
     scale = scaler.scale_ if scaler.with_std else None
 
     def run(X):  # noqa: N803
-        X = np.array(X, dtype=np.float64)  # noqa: N806 (a copy, as sklearn's copy=True)
+        X = np.asarray(X, dtype=np.float64)  # noqa: N806
         _reject_infinity(X)
-        if mean is not None:
-            X -= mean
+        # A new array either way (sklearn's copy=True); ``X - mean`` has the values of -=.
+        X = np.array(X) if mean is None else X - mean  # noqa: N806
         if scale is not None:
             X /= scale
         return X
@@ -241,6 +246,33 @@ def _rbf(centres: np.ndarray, gamma: float) -> Kernel:
         distances *= -gamma
         np.exp(distances, distances)
         return distances
+
+    return run
+
+
+def _neighbours(transformer) -> Kernel:
+    """``NeighbourTarget.transform`` with fewer Python-level steps: the same KD-tree query
+    and gathers, then ``np.add.reduce`` over each row's first k neighbours divided by k,
+    which is what ``mean`` computes (bit for bit) without its Python wrapper. (A single
+    3-D gather of both targets would be one call fewer, but NumPy then sums in another
+    order and the last bits differ.)"""
+    from training.sklearn_models import INCOME_FLOOR, NeighbourTarget
+
+    tree, ks = transformer.tree_, tuple(transformer.ks)
+    deepest = max(ks)
+    values_of, per_income_of = transformer.y_, transformer.value_per_income_
+    add = np.add.reduce
+
+    def run(X):  # noqa: N803
+        X = np.asarray(X, dtype=float)  # noqa: N806
+        indices = tree.query(NeighbourTarget._points(X), k=deepest, return_distance=False)
+        income = np.maximum(X[:, 2], INCOME_FLOOR)
+        values, per_income = values_of[indices], per_income_of[indices]
+        out = np.empty((len(X), 2 * len(ks)))
+        for j, k in enumerate(ks):
+            out[:, 2 * j] = add(values[:, :k], axis=1) / k
+            out[:, 2 * j + 1] = add(per_income[:, :k], axis=1) / k * income
+        return out
 
     return run
 
@@ -416,6 +448,12 @@ def compiler_version() -> str:
     return result.stdout.splitlines()[0] if result.stdout else "gcc"
 
 
+# Up to this many rows, ``CompiledTrees`` calls the library's own per-row ``predict``
+# directly (one ctypes call per row); more go through tl2cgen's batch predictor, whose
+# DMatrix and output set-up cost ~30 us per call.
+DIRECT_ROWS = 16
+
+
 class CompiledTrees:
     """The compiled library: the boosters' mean prediction from preprocessed features."""
 
@@ -428,6 +466,7 @@ class CompiledTrees:
         self.boosters = boosters
         self._local = threading.local()
         self.num_feature = self._predictor().num_feature
+        self._predict_row = _row_function(path, self.num_feature)
 
     def _predictor(self):
         """One Predictor per thread (the model server predicts in several threads)."""
@@ -437,11 +476,58 @@ class CompiledTrees:
         return predictor
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        if features.shape[1] != self.num_feature:
-            raise ValueError(f"{features.shape[1]} features, the trees take {self.num_feature}")
-        matrix = self._tl2cgen.DMatrix(features, dtype="float64")
-        raw = self._predictor().predict(matrix).reshape(-1)
+        if features.ndim != 2 or features.shape[1] != self.num_feature:
+            raise ValueError(f"{features.shape[-1]} features, the trees take {self.num_feature}")
+        predict_row = self._predict_row
+        if predict_row is not None and len(features) <= DIRECT_ROWS:
+            raw = _predict_rows(predict_row, features)
+        else:
+            matrix = self._tl2cgen.DMatrix(features, dtype="float64")
+            raw = self._predictor().predict(matrix).reshape(-1)
         return (raw + self.baseline_sum) / self.boosters
+
+
+def _predict_rows(predict_row: Callable, features: np.ndarray) -> np.ndarray:
+    """The raw sums from the library's ``predict(entries, pred_margin, result)``, fed
+    as tl2cgen's runtime feeds it: each row an array of ``union Entry`` (8 bytes: the
+    double, or ``missing`` = -1 in its first int for NaN), rewritten in place by the
+    library (it quantises), and a zeroed result it adds each tree's leaf to."""
+    entries = np.array(features, dtype=np.float64, order="C")  # a copy: it is rewritten
+    missing = np.isnan(entries)
+    if missing.any():
+        entries.view(np.int32).reshape(*entries.shape, 2)[..., 0][missing] = -1
+    raw = np.zeros(len(entries))
+    data, stride, out = entries.ctypes.data, entries.strides[0], raw.ctypes.data
+    for row in range(len(entries)):
+        predict_row(data + row * stride, 0, out + row * 8)
+    return raw
+
+
+def _row_function(path: Path, num_feature: int) -> Callable | None:
+    """The library's per-row ``predict``, if it has the shape this module feeds: one
+    target, float64 thresholds and leaves, ``num_feature`` features (else None: the batch
+    predictor serves every call)."""
+    import ctypes
+
+    try:
+        library = ctypes.CDLL(str(path))
+        library.get_num_target.restype = ctypes.c_int32
+        library.get_num_feature.restype = ctypes.c_int32
+        library.get_threshold_type.restype = ctypes.c_char_p
+        library.get_leaf_output_type.restype = ctypes.c_char_p
+        if (
+            library.get_num_target() != 1
+            or library.get_num_feature() != num_feature
+            or library.get_threshold_type() != b"float64"
+            or library.get_leaf_output_type() != b"float64"
+        ):
+            return None
+        predict = library.predict
+    except (OSError, AttributeError):
+        return None
+    predict.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+    predict.restype = None
+    return predict
 
 
 def load_compiled_trees(path: Path, estimator) -> CompiledTrees:
@@ -475,7 +561,7 @@ def export_compiled(model, folder: Path, training_rows: Columns, check_rows: Col
     library = folder / COMPILED_NAME
     fast = FastPipeline(plan, load_compiled_trees(library, model.steps[-1][1]), FORM_COMPILED)
     difference = relative_difference(
-        fast.predict(check_rows), PipelineForm(model).predict(check_rows)
+        predict_both_ways(fast, check_rows), PipelineForm(model).predict(check_rows)
     )
     rows = len(check_rows[FEATURES[0]])
     if difference > MAX_RELATIVE_DIFFERENCE:
@@ -510,6 +596,22 @@ class PipelineForm:
 
     def predict(self, columns: Columns) -> np.ndarray:
         return np.asarray(self.model.predict(feature_frame(columns))).reshape(-1)
+
+
+# How many of the checked rows ``predict_both_ways`` predicts one row per call.
+ROW_BY_ROW_CHECKS = 8
+
+
+def predict_both_ways(form: FastPipeline, rows: Columns) -> np.ndarray:
+    """Predictions for ``rows``: the first ``ROW_BY_ROW_CHECKS`` one row per call, the rest
+    in one call, so one comparison covers both ways the compiled trees are called (row by
+    row up to ``DIRECT_ROWS``, tl2cgen's batch predictor beyond)."""
+    count = len(rows[FEATURES[0]])
+    head = min(ROW_BY_ROW_CHECKS, count)
+    parts = [form.predict({n: v[i : i + 1] for n, v in rows.items()}) for i in range(head)]
+    if count > head:
+        parts.append(form.predict({n: v[head:] for n, v in rows.items()}))
+    return np.concatenate(parts) if parts else form.predict(rows)
 
 
 def relative_difference(actual: np.ndarray, expected: np.ndarray) -> float:
@@ -556,7 +658,7 @@ def choose_form(
     else:
         try:
             fast = FastPipeline(plan, compiled(), FORM_COMPILED)
-            difference = relative_difference(fast.predict(rows), expected)
+            difference = relative_difference(predict_both_ways(fast, rows), expected)
             if difference <= MAX_RELATIVE_DIFFERENCE:
                 return Choice(fast, reasons)
             reasons.append(

@@ -22,6 +22,7 @@ from service.model_server.servables import SklearnServable
 from training import compiled
 from training.compiled import (
     COMPILED_NAME,
+    DIRECT_ROWS,
     FORM_COMPILED,
     FORM_PLAN,
     MAX_RELATIVE_DIFFERENCE,
@@ -93,6 +94,29 @@ def test_the_compiled_form_equals_the_pipeline_on_the_test_split(compiled_form, 
     assert relative_difference(actual, expected) <= MAX_RELATIVE_DIFFERENCE
     # ...and not because both are constant: the predictions spread like house values.
     assert np.std(actual) > 50_000
+
+
+def test_small_calls_give_the_bits_of_one_batch(compiled_form, split):
+    """Up to DIRECT_ROWS rows the trees are called row by row (not through tl2cgen's batch
+    predictor), and the neighbour features are summed per call: one row, three rows or
+    DIRECT_ROWS rows at a time must give exactly what one call on all rows gives."""
+    columns = columns_of(split.test[list(FEATURES)].iloc[:240])
+    batch = compiled_form.predict(columns)
+    for size in (1, 3, DIRECT_ROWS):
+        parts = [
+            compiled_form.predict({n: part[start : start + size] for n, part in columns.items()})
+            for start in range(0, 240, size)
+        ]
+        np.testing.assert_array_equal(np.concatenate(parts), batch)
+
+
+def test_the_trees_read_missing_features_row_by_row_as_in_a_batch(compiled_form, split):
+    features = compiled_form.plan.transform(columns_of(split.test[list(FEATURES)].iloc[:64]))
+    features[::3, ::5] = np.nan
+    batch = compiled_form.final.predict(features)  # 64 rows: tl2cgen's batch predictor
+    one_by_one = [compiled_form.final.predict(features[i : i + 1]) for i in range(64)]
+    np.testing.assert_array_equal(np.concatenate(one_by_one), batch)
+    assert np.isfinite(batch).all() and len(set(batch.tolist())) > 32
 
 
 def test_concurrent_calls_from_several_threads_agree(compiled_form, split):
