@@ -123,7 +123,7 @@ def lower(transformer) -> Kernel | None:
     from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
     from training.features import ClusterSimilarity
-    from training.sklearn_models import NeighbourTarget
+    from training.sklearn_models import NeighbourTarget, rotated_coordinates
 
     kind = type(transformer)
     if isinstance(transformer, str):
@@ -143,6 +143,8 @@ def lower(transformer) -> Kernel | None:
         if transformer.func is None or transformer.validate:
             return None
         func, kw_args = transformer.func, transformer.kw_args or {}
+        if func is rotated_coordinates and not kw_args:
+            return _rotated()
         return lambda X: func(X, **kw_args)  # noqa: N803
     if kind is OneHotEncoder:
         return _one_hot(transformer)
@@ -250,6 +252,24 @@ def _rbf(centres: np.ndarray, gamma: float) -> Kernel:
     return run
 
 
+def _rotated() -> Kernel:
+    """``rotated_coordinates`` with its cosines and sines computed once (the same NumPy
+    scalars it computes per call) and all rotations in two array operations."""
+    from training.sklearn_models import LONGITUDE_SCALE, ROTATIONS
+
+    cosines = np.array([np.cos(np.deg2rad(degrees)) for degrees in ROTATIONS])
+    sines = np.array([np.sin(np.deg2rad(degrees)) for degrees in ROTATIONS])
+
+    def run(X):  # noqa: N803
+        X = np.asarray(X, dtype=float)  # noqa: N806
+        out = np.empty((len(X), 2 + len(ROTATIONS)))
+        out[:, :2] = X[:, :2]
+        np.add(X[:, 0:1] * cosines, (X[:, 1:2] * LONGITUDE_SCALE) * sines, out=out[:, 2:])
+        return out
+
+    return run
+
+
 def _neighbours(transformer) -> Kernel:
     """``NeighbourTarget.transform`` with fewer Python-level steps: the same KD-tree query
     and gathers, then ``np.add.reduce`` over each row's first k neighbours divided by k,
@@ -277,6 +297,18 @@ def _neighbours(transformer) -> Kernel:
     return run
 
 
+def _column_stack(arrays: list[np.ndarray]) -> np.ndarray:
+    """``np.column_stack`` with less Python around it for the usual case (1-D float64
+    columns of one length), the same C-ordered float64 result."""
+    rows = len(arrays[0])
+    if not all(a.dtype == np.float64 and a.ndim == 1 and len(a) == rows for a in arrays):
+        return np.column_stack(arrays)
+    out = np.empty((rows, len(arrays)))
+    for index, array in enumerate(arrays):
+        out[:, index] = array
+    return out
+
+
 @dataclass
 class Block:
     """One ColumnTransformer block: the columns it reads and how to run it."""
@@ -291,7 +323,7 @@ class Block:
             if len(self.names) == 1:
                 block = columns[self.names[0]][:, np.newaxis]
             else:
-                block = np.column_stack([columns[name] for name in self.names])
+                block = _column_stack([columns[name] for name in self.names])
         else:
             block = block_frame(columns, self.names)
         if self.kernel is not None:
