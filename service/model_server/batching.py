@@ -7,6 +7,13 @@ Semantics follow TF Serving's batch scheduler: a batch closes when it holds
 ``max_batch_size * max_enqueued_batches`` rows wait, beyond that requests get UNAVAILABLE.
 A request larger than ``max_batch_size`` runs as a batch of its own. When a merged batch
 fails, its requests are re-run one by one: a request the model refuses fails alone.
+
+Where the model holds the GIL for its whole call (sklearn's compiled form: short NumPy
+and ctypes steps) and one batch thread is configured, a worker thread buys no parallelism,
+only a hand-off and a wake-up each way; such batches run on the event loop itself while
+recent calls took under ``INLINE_CALL_SECONDS`` (a slow call goes back to the thread, so
+the loop is never held long). Requests arriving meanwhile wait in gRPC's own queues and
+form the next batch, as they would while a worker thread ran it.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from service.model_server.errors import ServingError, busy
 
 Columns = dict[str, np.ndarray]
 QUEUE_FULL = "The batch scheduling queue to which this task was submitted is full"
+# The longest recent model call (moving average) still run on the event loop; see above.
+INLINE_CALL_SECONDS = 0.001
 
 
 @dataclass
@@ -57,12 +66,17 @@ class Batcher:
         executor: Executor,
         on_batch: Callable[[int, int, float], None],
         on_queue: Callable[[int], None],
+        holds_gil: bool = False,
     ):
         self.run = run
         self.options = options
         self.executor = executor
         self.on_batch = on_batch
         self.on_queue = on_queue
+        # Whether batches may run on the loop (see the module's docstring), and for how
+        # long recent calls took.
+        self.inline = holds_gil and options.num_batch_threads == 1
+        self.recent_seconds = 0.0
         self.queue: deque[Task] = deque()
         self.queued_rows = 0
         self.wakeup = asyncio.Event()
@@ -124,14 +138,16 @@ class Batcher:
             rows = sum(t.rows for t in tasks)
             started = time.perf_counter()
             try:
-                outputs = await loop.run_in_executor(self.executor, self.run, merge(tasks))
+                outputs = await self._call(loop, merge(tasks))
             except Exception as exc:
                 if len(tasks) == 1:
                     settle(tasks[0], exc)
                 else:
                     await self._run_alone(tasks)
                 continue
-            self.on_batch(len(tasks), rows, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self.recent_seconds += (seconds - self.recent_seconds) / 4
+            self.on_batch(len(tasks), rows, seconds)
             offset = 0
             for task in tasks:
                 if not task.future.done():
@@ -139,6 +155,11 @@ class Batcher:
                         {k: v[offset : offset + task.rows] for k, v in outputs.items()}
                     )
                 offset += task.rows
+
+    async def _call(self, loop: asyncio.AbstractEventLoop, inputs: Columns) -> Columns:
+        if self.inline and self.recent_seconds < INLINE_CALL_SECONDS:
+            return self.run(inputs)
+        return await loop.run_in_executor(self.executor, self.run, inputs)
 
     async def _run_alone(self, tasks: list[Task]) -> None:
         """A merged batch failed: run its requests one by one, so a request the model

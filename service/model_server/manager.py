@@ -341,11 +341,14 @@ class ModelManager:
         if batcher is None:
             servable = loaded.servable
             labels = (servable.name, str(servable.version))
+            merged = self.metrics.batch_requests.labels(*labels)
+            batch_rows = self.metrics.batch_rows.labels(*labels)
+            model_seconds = self.metrics.model_seconds.labels(*labels)
 
             def on_batch(requests: int, rows: int, seconds: float) -> None:
-                self.metrics.batch_requests.labels(*labels).observe(requests)
-                self.metrics.batch_rows.labels(*labels).observe(rows)
-                self.metrics.model_seconds.labels(*labels).observe(seconds)
+                merged.observe(requests)
+                batch_rows.observe(rows)
+                model_seconds.observe(seconds)
 
             def run(inputs: Columns) -> Columns:
                 return servable.predict(signature_name, inputs)
@@ -356,6 +359,7 @@ class ModelManager:
                 self.executor,
                 on_batch,
                 self.metrics.queued_rows.labels(*labels).set,
+                holds_gil=servable.holds_gil,
             )
             loaded.batchers[signature_name] = batcher
         return batcher

@@ -118,6 +118,10 @@ class DataPlane:
         self.manager = manager
         self.metrics = metrics
         self.inflight = inflight or InflightLimit(0)
+        # Labelled metric children by label values: ``labels()`` costs more than the update.
+        # Bounded: model names are known ones or "_unknown", versions are loaded ones.
+        self._counted: dict[tuple[str, ...], Any] = {}
+        self._timed: dict[tuple[str, ...], Any] = {}
 
     def signature(
         self, name: str, version: int | None, label: str | None, signature_name: str
@@ -167,13 +171,17 @@ class DataPlane:
         finally:
             # Unknown names from clients must not create label values.
             model = name if name in self.manager.models else "_unknown"
-            self.metrics.requests.labels(
-                model, served_version, "predict", transport, code.name
-            ).inc()
+            counted = (model, served_version, "predict", transport, code.name)
+            counter = self._counted.get(counted)
+            if counter is None:
+                counter = self._counted[counted] = self.metrics.requests.labels(*counted)
+            counter.inc()
             if code == grpc.StatusCode.OK:
-                self.metrics.latency.labels(model, served_version, "predict").observe(
-                    time.perf_counter() - started
-                )
+                timed = (model, served_version, "predict")
+                histogram = self._timed.get(timed)
+                if histogram is None:
+                    histogram = self._timed[timed] = self.metrics.latency.labels(*timed)
+                histogram.observe(time.perf_counter() - started)
 
     async def _run(
         self, loaded: LoadedVersion, signature_name: str, inputs: Columns, rows: int

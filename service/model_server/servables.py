@@ -83,6 +83,9 @@ class Servable(ABC):
 
     platform: str
     form: str = "model"  # how it computes predictions (a metric label); sklearn: 3 forms
+    # Whether a call holds the GIL throughout (then a worker thread only adds hand-offs:
+    # see service.model_server.batching); TensorFlow releases it while the graph runs.
+    holds_gil: bool = False
 
     def __init__(self, name: str, version: int, path: Path):
         self.name = name
@@ -125,6 +128,7 @@ class SklearnServable(Servable):
     """
 
     platform = PLATFORM_SKLEARN
+    holds_gil = True
 
     def __init__(self, name: str, version: int, path: Path):
         super().__init__(name, version, path)
