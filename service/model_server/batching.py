@@ -34,7 +34,7 @@ from service.model_server.errors import ServingError, busy
 Columns = dict[str, np.ndarray]
 QUEUE_FULL = "The batch scheduling queue to which this task was submitted is full"
 # The longest recent model call (moving average) still run on the event loop; see above.
-INLINE_CALL_SECONDS = 0.001
+INLINE_CALL_SECONDS = 0.002
 
 
 @dataclass

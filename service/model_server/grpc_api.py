@@ -121,9 +121,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.model_spec.version.value = result.version
         response.model_spec.signature_name = result.signature_name
         for name, values in result.outputs.items():
-            response.outputs[name].CopyFrom(
-                from_numpy(values, result.signature.outputs[name].dtype)
-            )
+            from_numpy(values, result.signature.outputs[name].dtype, response.outputs[name])
         return response
 
     async def GetModelMetadata(  # noqa: N802

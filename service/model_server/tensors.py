@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 import numpy as np
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from service.model_server.errors import ServingError, invalid, too_large
@@ -275,14 +275,16 @@ def _refuse_infinite(
     )
 
 
-def from_numpy(array: np.ndarray, dtype: int) -> tensor_pb2.TensorProto:
-    """Encode one output with the signature's dtype."""
-    proto = tensor_pb2.TensorProto(
-        dtype=dtype,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in array.shape]
-        ),
-    )
+def from_numpy(
+    array: np.ndarray, dtype: int, proto: tensor_pb2.TensorProto | None = None
+) -> tensor_pb2.TensorProto:
+    """Encode one output with the signature's dtype, into ``proto`` when given (a
+    response's own map entry: no message to build and copy)."""
+    if proto is None:
+        proto = tensor_pb2.TensorProto()
+    proto.dtype = dtype
+    for size in array.shape:
+        proto.tensor_shape.dim.add(size=size)
     flat = array.ravel()
     if dtype == types_pb2.DT_STRING:
         proto.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in flat)
