@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from core.contract import FEATURES
+from tests.argv import flags
 from tests.vertex.conftest import BUCKET, LOCATION, PROJECT, run_cli
 
 GPU_TRAINER = "europe-docker.pkg.dev/test-project/housing/trainer-gpu:1"
@@ -29,15 +30,13 @@ def test_gpu_training_runs_the_cuda_trainer_image(vertex: Any, capsys: Any) -> N
     code, result, _ = run_cli(
         capsys,
         "train",
-        "--epochs",
-        "30",
-        "--arch",
-        "wide_deep",
-        "--accelerator-type",
-        "NVIDIA_TESLA_T4",
-        "--trainer-image-gpu",
-        GPU_TRAINER,
-        "--wait",
+        *flags(
+            epochs=30,
+            arch="wide_deep",
+            accelerator_type="NVIDIA_TESLA_T4",
+            trainer_image_gpu=GPU_TRAINER,
+            wait=True,
+        ),
     )
     assert code == 0
     (request,) = vertex.requests("CreateCustomJob")
@@ -103,10 +102,7 @@ def test_tune_without_wait_creates_the_job_and_returns(vertex: Any, capsys: Any)
     code, result, err = run_cli(
         capsys,
         "tune",
-        "--max-trials",
-        "2",
-        "--service-account",
-        "trainer@test-project.iam.gserviceaccount.com",
+        *flags(max_trials=2, service_account="trainer@test-project.iam.gserviceaccount.com"),
     )
     assert code == 0, err
     (request,) = vertex.requests("CreateHyperparameterTuningJob")
@@ -137,18 +133,14 @@ def test_batch_predict_uploads_jsonl_runs_the_job_and_merges_in_input_order(
     code, result, _ = run_cli(
         capsys,
         "batch-predict",
-        "--model",
-        uploaded["model"],
-        "--input",
-        str(source),
-        "--output",
-        str(output),
-        "--model-name",
-        "housing_sklearn",
-        "--machine-type",
-        "n1-highmem-2",
-        "--max-replicas",
-        "3",
+        *flags(
+            model=uploaded["model"],
+            input=source,
+            output=output,
+            model_name="housing_sklearn",
+            machine_type="n1-highmem-2",
+            max_replicas=3,
+        ),
     )
     assert code == 0
     (request,) = vertex.requests("CreateBatchPredictionJob")
@@ -185,14 +177,7 @@ def test_batch_predict_validates_rows_and_reads_csv(
     code, result, err = run_cli(
         capsys,
         "batch-predict",
-        "--model",
-        uploaded["model"],
-        "--input",
-        str(source),
-        "--output",
-        str(output),
-        "--model-name",
-        "housing_sklearn",
+        *flags(model=uploaded["model"], input=source, output=output, model_name="housing_sklearn"),
     )
     assert code == 0, err
     assert (result["rows"], result["predicted"], result["rejected"]) == (12, 11, 1)
@@ -211,11 +196,7 @@ def test_batch_predict_from_bigquery_is_planned(vertex: Any, capsys: Any) -> Non
     code, plan, _ = run_cli(
         capsys,
         "batch-predict",
-        "--model",
-        "42",
-        "--bigquery-source",
-        "bq://test-project.housing.districts",
-        "--dry-run",
+        *flags(model=42, bigquery_source="bq://test-project.housing.districts", dry_run=True),
     )
     assert code == 0
     job = plan["steps"][-1]["kwargs"]
@@ -232,12 +213,6 @@ def test_batch_predict_rejects_other_output_formats(
     code, _, err = run_cli(
         capsys,
         "batch-predict",
-        "--model",
-        "1",
-        "--input",
-        "x.csv",
-        "--output",
-        str(tmp_path / "out.json"),
-        "--dry-run",
+        *flags(model=1, input="x.csv", output=tmp_path / "out.json", dry_run=True),
     )
     assert code == 2 and ".csv or .parquet" in err
