@@ -1,6 +1,13 @@
-"""Command lines for tests that run ``housing ...`` commands, written as keyword arguments."""
+"""Command lines for tests: flags written as keyword arguments, and Python run in its own
+process from the repository root (what a user's shell would start)."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Mapping
+
+from core.paths import REPO_ROOT
 
 
 def flags(**options: object) -> list[str]:
@@ -14,3 +21,19 @@ def flags(**options: object) -> list[str]:
         if value is not True:
             argv.append(str(value))
     return argv
+
+
+def run_python(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``python ARGS...`` (``-m module ...`` or ``-c code ...``) in the repository root, its
+    output captured as text; ``env`` None inherits this process's environment."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO_ROOT,
+        env=None if env is None else dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -18,7 +18,7 @@ from core.contract import FEATURES, SKLEARN_MODEL
 from core.process import ManagedProcess, housing_argv
 from load_tests import models as test_models
 from load_tests import stack
-from tests.argv import flags
+from tests.commands import flags
 from training.repository import ModelRepository
 
 

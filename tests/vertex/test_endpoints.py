@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from core.contract import FEATURES
-from tests.argv import flags
+from tests.commands import flags
 from tests.vertex.conftest import BUCKET, LOCATION, PROJECT, run_cli
 
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"

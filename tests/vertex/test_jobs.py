@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from core.contract import FEATURES
-from tests.argv import flags
+from tests.commands import flags
 from tests.vertex.conftest import BUCKET, LOCATION, PROJECT, run_cli
 
 GPU_TRAINER = "europe-docker.pkg.dev/test-project/housing/trainer-gpu:1"
