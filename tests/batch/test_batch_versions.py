@@ -11,6 +11,7 @@ import json
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -115,65 +116,68 @@ def big(houses: pd.DataFrame, tmp_path: Path) -> tuple[Path, pd.DataFrame]:
     return resampled(houses, 20_000, tmp_path / "big.parquet", seed=3)
 
 
-def start_on_stable_v1(
-    movable: Any, source: Path, output: Path, concurrency: int
-) -> tuple[ManagedProcess, list[str]]:
-    """With ``stable`` on v1, a batch-score run (own process) 5 chunks in; it and its argv."""
+@dataclass
+class Run:
+    process: ManagedProcess
+    argv: list[str]
+    output: Path
+
+
+def start_on_stable_v1(movable: Any, source: Path, folder: Path, concurrency: int) -> Run:
+    """With ``stable`` on v1, a batch-score run of ``source`` (own process) 5 chunks in."""
     repo, server = movable
     move_stable(repo, server, 1)
+    output = folder / "o.parquet"
     argv = batch_args(
         source, output, target=server.address("grpc"), batch_size=50, concurrency=concurrency
     )
-    run = start_batch(output.parent, *argv)
+    process = start_batch(folder, *argv)
     try:
-        wait_for_chunks(run, output, 5)
+        wait_for_chunks(process, output, 5)
     except BaseException:
-        run.kill()
+        process.kill()
         raise
-    return run, argv
+    return Run(process, argv, output)
 
 
 def test_a_label_moved_mid_run_does_not_change_the_version(
     movable: Any, batch_models: Any, big: tuple[Path, pd.DataFrame], tmp_path: Path
 ) -> None:
-    repo, server = movable
     source, frame = big
-    output = tmp_path / "o.parquet"
-    run, _ = start_on_stable_v1(movable, source, output, concurrency=2)
+    run = start_on_stable_v1(movable, source, tmp_path, concurrency=2)
     try:
-        move_stable(repo, server, 2)
-        assert run.alive(), "the run ended before the label moved: give it more rows"
-        assert run.wait(300) == 0, run.log_tail()
+        move_stable(*movable, 2)
+        assert run.process.alive(), "the run ended before the label moved: give it more rows"
+        assert run.process.wait(300) == 0, run.process.log_tail()
     finally:
-        run.stop()
-    scored = pd.read_parquet(output)
-    assert len(scored) == 20_000 and scored_versions(output) == {1}
+        run.process.stop()
+    scored = pd.read_parquet(run.output)
+    assert len(scored) == 20_000 and scored_versions(run.output) == {1}
     np.testing.assert_allclose(
         scored["predicted_median_house_value"], expected(batch_models[1], frame),
         rtol=1e-4, atol=1.0,
     )  # fmt: skip
-    summary = json.loads(Path(str(output) + ".summary.json").read_text())
+    summary = json.loads(Path(str(run.output) + ".summary.json").read_text())
     assert (summary["version"], summary["label"]) == (1, "stable")
 
 
 def test_a_resumed_run_keeps_its_checkpoints_version(
     movable: Any, batch_models: Any, big: tuple[Path, pd.DataFrame], tmp_path: Path
 ) -> None:
-    repo, server = movable
     source, frame = big
-    output = tmp_path / "o.parquet"
-    run, argv = start_on_stable_v1(movable, source, output, concurrency=1)
-    run.kill()
-    assert checkpoint(output)["served"] == {"model": SKLEARN_MODEL, "version": 1}
-    move_stable(repo, server, 2)  # a promotion between the two runs
+    run = start_on_stable_v1(movable, source, tmp_path, concurrency=1)
+    run.process.kill()
+    assert checkpoint(run.output)["served"] == {"model": SKLEARN_MODEL, "version": 1}
+    move_stable(*movable, 2)  # a promotion between the two runs
 
-    code, summary, err = run_batch(*argv, "--resume")
+    code, summary, err = run_batch(*run.argv, "--resume")
     assert code == 0, err
     assert "resuming with housing_sklearn version 1" in err
     assert summary["version"] == 1 and summary["resumed_chunks"] >= 5
-    assert scored_versions(output) == {1}
+    assert scored_versions(run.output) == {1}
+    scored = pd.read_parquet(run.output)
     np.testing.assert_allclose(
-        pd.read_parquet(output)["predicted_median_house_value"], expected(batch_models[1], frame),
+        scored["predicted_median_house_value"], expected(batch_models[1], frame),
         rtol=1e-4, atol=1.0,
     )  # fmt: skip
 

@@ -10,15 +10,9 @@ import pandas as pd
 
 from core.contract import FEATURES
 from tests.commands import flags
-from tests.vertex.conftest import BUCKET, LOCATION, PROJECT, run_cli
+from tests.vertex.conftest import BUCKET, LOCATION, PROJECT, run_cli, upload
 
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
-
-
-def upload(capsys: Any, model: str = "housing_sklearn") -> str:
-    code, result, _ = run_cli(capsys, "upload", "--model", model)
-    assert code == 0
-    return result["model"]
 
 
 def test_deploy_creates_an_endpoint_with_machine_replicas_and_accelerator(

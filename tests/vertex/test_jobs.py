@@ -11,7 +11,7 @@ import pytest
 
 from core.contract import FEATURES
 from tests.commands import flags
-from tests.vertex.conftest import BUCKET, LOCATION, PROJECT, run_cli
+from tests.vertex.conftest import BUCKET, LOCATION, PROJECT, run_cli, upload
 
 GPU_TRAINER = "europe-docker.pkg.dev/test-project/housing/trainer-gpu:1"
 
@@ -124,7 +124,7 @@ def test_train_without_trainer_image_is_a_one_line_error(
 def test_batch_predict_uploads_jsonl_runs_the_job_and_merges_in_input_order(
     vertex: Any, capsys: Any, storage_client: Any, split: Any, small_model: Any, tmp_path: Path
 ) -> None:
-    _, uploaded, _ = run_cli(capsys, "upload", "--model", "housing_sklearn")
+    model = upload(capsys)
     rows = split.test.head(40).reset_index(drop=True)
     rows.insert(0, "house_id", range(100, 140))
     source = tmp_path / "houses.parquet"
@@ -134,7 +134,7 @@ def test_batch_predict_uploads_jsonl_runs_the_job_and_merges_in_input_order(
         capsys,
         "batch-predict",
         *flags(
-            model=uploaded["model"],
+            model=model,
             input=source,
             output=output,
             model_name="housing_sklearn",
@@ -145,7 +145,7 @@ def test_batch_predict_uploads_jsonl_runs_the_job_and_merges_in_input_order(
     assert code == 0
     (request,) = vertex.requests("CreateBatchPredictionJob")
     job = request.batch_prediction_job
-    assert job.model.startswith(uploaded["model"])
+    assert job.model.startswith(model)
     assert job.input_config.instances_format == "jsonl"
     (uri,) = job.input_config.gcs_source.uris
     assert uri.startswith(f"gs://{BUCKET}/housing/batch/") and uri.endswith("instances.jsonl")
@@ -166,7 +166,7 @@ def test_batch_predict_validates_rows_and_reads_csv(
     vertex: Any, capsys: Any, split: Any, small_model: Any, tmp_path: Path
 ) -> None:
     """A corrupt row is reported in the output, never sent; ids and order are kept."""
-    _, uploaded, _ = run_cli(capsys, "upload", "--model", "housing_sklearn")
+    model = upload(capsys)
     rows = split.test.head(12).reset_index(drop=True).astype({"median_income": object})
     rows.insert(0, "house_id", [f"h{i}" for i in range(12)])
     rows.loc[4, "median_income"] = "lots"
@@ -177,7 +177,7 @@ def test_batch_predict_validates_rows_and_reads_csv(
     code, result, err = run_cli(
         capsys,
         "batch-predict",
-        *flags(model=uploaded["model"], input=source, output=output, model_name="housing_sklearn"),
+        *flags(model=model, input=source, output=output, model_name="housing_sklearn"),
     )
     assert code == 0, err
     assert (result["rows"], result["predicted"], result["rejected"]) == (12, 11, 1)
