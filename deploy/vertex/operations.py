@@ -57,6 +57,12 @@ class Plan:
     def has(self, call: str) -> bool:
         return any(s["call"] == call for s in self.steps)
 
+    def call_first(self, target: Any, *calls: str) -> Any:
+        """Call on ``target`` the method of the first of ``calls`` (``Class.method``) that the
+        plan has, with that step's arguments: the plan chose it, the run only follows."""
+        call = next(c for c in calls if self.has(c))
+        return getattr(target, call.rsplit(".", 1)[1])(**self.step(call))
+
     def to_json(self) -> dict[str, Any]:
         """The plan as printed by ``--dry-run``: long instance lists shown as a count and
         their first rows."""
@@ -315,10 +321,7 @@ def run_undeploy(cloud: Cloud, plan: Plan) -> dict[str, Any]:
 
     with cloud_errors("undeploy"):
         endpoint = aiplatform.Endpoint(**plan.step("aiplatform.Endpoint"))
-        if plan.has("Endpoint.undeploy"):
-            endpoint.undeploy(**plan.step("Endpoint.undeploy"))
-        else:
-            endpoint.undeploy_all(**plan.step("Endpoint.undeploy_all"))
+        plan.call_first(endpoint, "Endpoint.undeploy", "Endpoint.undeploy_all")
         endpoint._sync_gca_resource()
     return {
         "endpoint": endpoint.resource_name,
@@ -658,10 +661,7 @@ def run_train(cloud: Cloud, plan: Plan) -> dict[str, Any]:
 
     with cloud_errors("training job"):
         job = aiplatform.CustomJob(**plan.step("aiplatform.CustomJob"))
-        if plan.has("CustomJob.run"):
-            job.run(**plan.step("CustomJob.run"))
-        else:
-            job.submit(**plan.step("CustomJob.submit"))
+        plan.call_first(job, "CustomJob.run", "CustomJob.submit")
     return {
         "job": job.resource_name,
         "state": job.state.name,
