@@ -341,8 +341,9 @@ def instance_limit() -> int:
 
 def checked_rows(
     settings: VertexSettings, model: str, version: int | None, frame: pd.DataFrame
-) -> tuple[list[int], dict[int, str], list[dict[str, Any]]]:
-    """(valid row positions, rejected position -> reason, instances of the valid rows).
+) -> tuple[list[int], dict[str, str], list[dict[str, Any]]]:
+    """(valid row positions, rejected position -> reason, instances of the valid rows); the
+    positions of rejected rows are strings, as the plan (JSON) keeps them.
 
     Rows are validated like batch scoring does; missing values are encoded for the model's
     container from the local version the endpoint serves (default: the stable one)."""
@@ -350,7 +351,7 @@ def checked_rows(
 
     checked = validate(frame.reset_index(drop=True))
     valid = [int(i) for i in checked.valid.nonzero()[0]]
-    rejected = {i: "; ".join(reasons) for i, reasons in sorted(checked.reasons.items())}
+    rejected = {str(i): "; ".join(reasons) for i, reasons in sorted(checked.reasons.items())}
     rows = frame.iloc[valid]
     fill: dict[str, float] = {}
     if rows[list(NULLABLE_FEATURES)].isna().any().any():
@@ -384,7 +385,7 @@ def plan_predict(
         source=str(instances_file),
         rows=len(frame),
         valid=valid,
-        rejected={str(i): reason for i, reason in rejected.items()},
+        rejected=rejected,
         id_column=id_column,
         output=None if output is None else str(output),
     )
@@ -514,7 +515,7 @@ def plan_batch_predict(
             source=str(input_file),
             output=str(output_file),
             valid=valid,
-            rejected={str(i): reason for i, reason in rejected.items()},
+            rejected=rejected,
         )
     return plan
 
