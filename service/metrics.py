@@ -25,9 +25,14 @@ class MetricSet:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, prefix: str, auto_describe: bool = False) -> None:
+    def __init__(
+        self, prefix: str, registry: CollectorRegistry | None = None, auto_describe: bool = False
+    ) -> None:
+        """Metrics named ``prefix...`` in ``registry``, or in a registry of their own."""
         self.prefix = prefix
-        self.registry = CollectorRegistry(auto_describe=auto_describe)
+        self.registry = (
+            registry if registry is not None else CollectorRegistry(auto_describe=auto_describe)
+        )
 
     def counter(self, name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
         return Counter(self.prefix + name, doc, labels, registry=self.registry)
@@ -42,7 +47,7 @@ class MetricSet:
         name: str,
         doc: str,
         labels: Sequence[str] = (),
-        multiprocess_mode: Literal["all", "livesum"] = "all",
+        multiprocess_mode: Literal["all", "livesum", "livemostrecent"] = "all",
     ) -> Gauge:
         return Gauge(
             self.prefix + name,
