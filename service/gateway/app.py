@@ -25,6 +25,7 @@ from service.prediction_log import DAY, Retention
 from . import handlers, routes
 from .metrics import GatewayMetrics
 from .middleware import GatewayMiddleware
+from .predict_dispatch import PredictDispatch
 from .predictor import GatewayPredictor, Predictor
 from .settings import GatewaySettings
 from .upstream import TFServingUpstream
@@ -168,6 +169,7 @@ def create_app(
         max_queued_predictions=settings.max_queued_predictions,
         retry_after_seconds=settings.retry_after_seconds,
         body_timeout_seconds=settings.body_timeout_seconds,
+        dispatch=PredictDispatch([*routes.router.routes, *app.routes]),
     )
     if settings.cors_origins:
         app.add_middleware(

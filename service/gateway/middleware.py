@@ -16,7 +16,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.exceptions import HTTPException
 
@@ -24,6 +24,9 @@ from .auth import is_authorized, presented_key
 from .errors import GatewayError, PayloadTooLarge, Unauthorized
 from .handlers import error_body
 from .metrics import GatewayMetrics
+
+if TYPE_CHECKING:
+    from .predict_dispatch import PredictDispatch
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -89,8 +92,10 @@ class GatewayMiddleware:
         max_queued_predictions: int,
         retry_after_seconds: int,
         body_timeout_seconds: float,
+        dispatch: PredictDispatch | None = None,
     ) -> None:
         self.app = app
+        self.dispatch = dispatch
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.api_keys = api_keys
@@ -194,7 +199,12 @@ class GatewayMiddleware:
             await self._answer(overloaded, request_id, send)
             return
         try:
-            await self.app(scope, replay(body, receive), send)
+            matched = self.dispatch.match(scope) if self.dispatch is not None else None
+            if matched is not None:
+                data = b"".join(message.get("body", b"") for message in body)
+                await self.dispatch.serve(matched, scope, data, receive, send)  # type: ignore[union-attr]
+            else:
+                await self.app(scope, replay(body, receive), send)
         finally:
             self.gate.leave()
 
