@@ -125,6 +125,9 @@ def create_app(
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Observability is Prometheus (/metrics) and JSON logs; FastAPI's native OpenTelemetry
+        # hooks would cost a provider check on every request for nothing.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.predictor = active
