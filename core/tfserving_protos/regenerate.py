@@ -1,15 +1,20 @@
-"""Regenerate the committed TF Serving protocol modules from ``proto/``.
+"""Generate the TF Serving protocol modules from ``proto/``.
 
 ``python -m core.tfserving_protos.regenerate`` runs grpcio-tools' ``protoc`` on every
 ``.proto`` file under ``proto/`` and writes ``*_pb2.py``, ``*_pb2.pyi`` and ``*_pb2_grpc.py``
 next to this file, with the imports moved under ``core.tfserving_protos`` (the real
-``tensorflow`` package must never be imported by them). ``--check`` only compares.
+``tensorflow`` package must never be imported by them). The modules are not committed:
+installing the project (``make install``, any ``pip install``) runs this through
+``setup.py``. ``--check`` only compares: it fails when they are missing or stale.
 
 ``--refresh-protos`` (needs TensorFlow and tensorflow-serving-api installed) only rewrites
 ``proto/`` from the descriptors that TensorFlow's own modules register: run it after a
 TensorFlow upgrade changes the protocol, then run the script again without flags. The
 ``.proto`` text it prints is the protocol's definition (messages, fields, numbers, options),
 comments aside.
+
+This file imports nothing of the project: ``setup.py`` runs it in pip's build environment,
+where the project is not importable.
 """
 
 from __future__ import annotations
@@ -93,7 +98,7 @@ def generated(root: Path) -> Iterator[Path]:
 
 
 def compare(fresh: Path) -> list[str]:
-    """Relative paths that differ between a fresh generation and the committed files."""
+    """Relative paths that differ between a fresh generation and the files in place."""
     ours = {str(p.relative_to(HERE)): p for p in generated(HERE)}
     theirs = {str(p.relative_to(fresh)): p for p in generated(fresh)}
     differ = sorted(set(ours) ^ set(theirs))
@@ -102,15 +107,16 @@ def compare(fresh: Path) -> list[str]:
     return differ
 
 
-def install(fresh: Path) -> None:
-    for path in generated(HERE):
+def install(fresh: Path, package: Path = HERE) -> None:
+    """Replace the generated modules under ``package`` with those under ``fresh``."""
+    for path in generated(package):
         path.unlink()
     for path in generated(fresh):
-        target = HERE / path.relative_to(fresh)
+        target = package / path.relative_to(fresh)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
         init = target.parent
-        while init != HERE:
+        while init != package:
             (init / "__init__.py").touch()
             init = init.parent
 
@@ -327,7 +333,7 @@ def refresh_protos() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--check", action="store_true", help="fail if the committed code is stale")
+    mode.add_argument("--check", action="store_true", help="fail if any is missing or stale")
     mode.add_argument("--refresh-protos", action="store_true", help="rewrite proto/ from TF")
     args = parser.parse_args(argv)
     if args.refresh_protos:  # protoc must not run in a process that loaded TensorFlow
@@ -341,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
             stale = compare(fresh)
             for name in stale:
                 print(f"stale: {name}", file=sys.stderr)
+            if stale:
+                print(f"regenerate them: python -m {PACKAGE}.regenerate", file=sys.stderr)
             return 1 if stale else 0
         install(fresh)
     print(f"generated {len(list(generated(HERE)))} files from {len(proto_files())} protos")
