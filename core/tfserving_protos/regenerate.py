@@ -1,14 +1,14 @@
-"""Generate the TF Serving protocol modules from ``proto/``.
+"""Generate the TF Serving protocol modules from ``third_party/``.
 
 ``python -m core.tfserving_protos.regenerate`` runs grpcio-tools' ``protoc`` on every
-``.proto`` file under ``proto/`` and writes ``*_pb2.py``, ``*_pb2.pyi`` and ``*_pb2_grpc.py``
+``.proto`` file under ``third_party/`` and writes ``*_pb2.py``, ``*_pb2.pyi`` and ``*_pb2_grpc.py``
 next to this file, with the imports moved under ``core.tfserving_protos`` (the real
 ``tensorflow`` package must never be imported by them). The modules are not committed:
 installing the project (``make install``, any ``pip install``) runs this through
 ``setup.py``. ``--check`` only compares: it fails when they are missing or stale.
 
 ``--refresh-protos`` (needs TensorFlow and tensorflow-serving-api installed) only rewrites
-``proto/`` from the descriptors that TensorFlow's own modules register: run it after a
+``third_party/`` from the descriptors that TensorFlow's own modules register: run it after a
 TensorFlow upgrade changes the protocol, then run the script again without flags. The
 ``.proto`` text it prints is the protocol's definition (messages, fields, numbers, options),
 comments aside.
@@ -31,7 +31,8 @@ from typing import Any
 
 PACKAGE = "core.tfserving_protos"
 HERE = Path(__file__).resolve().parent
-PROTO_DIR = HERE / "proto"
+# TensorFlow's and TF Serving's protocol, as TensorFlow registers it: theirs, never edited here.
+PROTO_DIR = HERE / "third_party"
 # Top-level proto packages whose Python modules live under this package.
 OWN_ROOTS = ("tensorflow", "tensorflow_serving", "xla")
 # The services and configs the project speaks; ``--refresh-protos`` takes their closure.
@@ -93,7 +94,7 @@ def generate(out: Path) -> None:
 
 def generated(root: Path) -> Iterator[Path]:
     for path in sorted(root.rglob("*")):
-        if path.name.endswith(GENERATED_SUFFIXES) and "proto" not in path.relative_to(root).parts:
+        if path.name.endswith(GENERATED_SUFFIXES) and path.relative_to(root).parts[0] in OWN_ROOTS:
             yield path
 
 
@@ -334,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="fail if any is missing or stale")
-    mode.add_argument("--refresh-protos", action="store_true", help="rewrite proto/ from TF")
+    mode.add_argument("--refresh-protos", action="store_true", help="rewrite third_party/ from TF")
     args = parser.parse_args(argv)
     if args.refresh_protos:  # protoc must not run in a process that loaded TensorFlow
         refresh_protos()

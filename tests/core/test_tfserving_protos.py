@@ -16,7 +16,8 @@ import core.tfserving_protos
 from core.paths import REPO_ROOT
 
 PACKAGE_DIR = Path(core.tfserving_protos.__file__).parent
-PROTOS = sorted(p.relative_to(PACKAGE_DIR / "proto") for p in PACKAGE_DIR.glob("proto/**/*.proto"))
+PROTO_DIR = PACKAGE_DIR / "third_party"
+PROTOS = sorted(p.relative_to(PROTO_DIR) for p in PROTO_DIR.glob("**/*.proto"))
 TF_ROOTS = (
     "tensorflow_serving.apis.prediction_service_pb2",
     "tensorflow_serving.apis.model_service_pb2",
@@ -69,7 +70,7 @@ def test_a_checkout_never_installed_says_how_to_generate_them(tmp_path: Path) ->
     shutil.copyfile(REPO_ROOT / "core" / "__init__.py", tmp_path / "core" / "__init__.py")
     for name in ("__init__.py", "regenerate.py"):
         shutil.copyfile(PACKAGE_DIR / name, bare / name)
-    shutil.copytree(PACKAGE_DIR / "proto", bare / "proto")
+    shutil.copytree(PROTO_DIR, bare / "third_party")
     run = [sys.executable, "-c", IMPORT_PREDICT]
 
     missing = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=300)
