@@ -203,6 +203,14 @@ def field_line(field: Any, syntax: str, maps: dict[str, Any]) -> str:
     return text + ";"
 
 
+def reserved_lines(item: Any, indent: str, past_end: int) -> list[str]:
+    """An enum's or message's ``reserved`` numbers and names. A message's ranges end one
+    past their last number (``past_end=1``), an enum's on it (``past_end=0``)."""
+    ranges = [range_text(r.start, r.end - past_end) for r in item.reserved_range]
+    names = [f'"{name}"' for name in item.reserved_name]
+    return [f"{indent}reserved {entry};" for entry in ranges + names]
+
+
 def enum_lines(enum: Any, indent: str) -> list[str]:
     lines = [f"{indent}enum {enum.name} {{"]
     lines += [f"{indent}  option {item};" for item in option_items(enum.options)]
@@ -210,10 +218,7 @@ def enum_lines(enum: Any, indent: str) -> list[str]:
         extras = option_items(value.options)
         suffix = f" [{', '.join(extras)}]" if extras else ""
         lines.append(f"{indent}  {value.name} = {value.number}{suffix};")
-    for reserved in enum.reserved_range:
-        lines.append(f"{indent}  reserved {range_text(reserved.start, reserved.end)};")
-    for name in enum.reserved_name:
-        lines.append(f'{indent}  reserved "{name}";')
+    lines += reserved_lines(enum, indent + "  ", past_end=0)
     return [*lines, f"{indent}}}"]
 
 
@@ -261,10 +266,7 @@ def message_lines(message: Any, syntax: str, prefix: str, indent: str) -> list[s
         else:
             lines += message_lines(nested, syntax, full, inner)
     flush(len(fields))
-    for reserved in message.reserved_range:
-        lines.append(f"{inner}reserved {range_text(reserved.start, reserved.end - 1)};")
-    for name in message.reserved_name:
-        lines.append(f'{inner}reserved "{name}";')
+    lines += reserved_lines(message, inner, past_end=1)
     for extension in message.extension_range:
         lines.append(f"{inner}extensions {range_text(extension.start, extension.end - 1)};")
     return [*lines, f"{indent}}}"]
