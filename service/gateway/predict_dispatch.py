@@ -81,6 +81,12 @@ class _Endpoint:
         query = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
         for name, adapter in self.query.items():
             check("query", name, adapter, query.get(name))
+        if body and not errors:
+            try:  # the common case in one step, with pydantic's own JSON parser
+                values[BODY] = PredictRequest.model_validate_json(body)
+                return values
+            except ValidationError:
+                pass  # a bad body: reported below exactly as FastAPI reports it
         if not body:
             errors.append(
                 {"type": "missing", "loc": (BODY,), "msg": "Field required", "input": None}
