@@ -5,7 +5,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install run test lint fmt typecheck docker-build docker-up docker-gpu docker-down
 
-$(STAMP): pyproject.toml
+# setup.py and the .proto files too: the install generates core/tfserving_protos from them.
+$(STAMP): pyproject.toml setup.py $(shell find core/tfserving_protos/third_party -name '*.proto')
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip setuptools wheel
 	$(PYTHON) -m pip install --quiet -e '.[dev]'

@@ -37,7 +37,6 @@ import grpc
 from core.contract import CATEGORICAL_FEATURE, NUMERIC_FEATURES, OUTPUT_NAME, SIGNATURE_NAME
 from core.tfserving_protos.tensorflow.core.framework import (
     tensor_pb2,
-    tensor_shape_pb2,
     types_pb2,
 )
 from core.tfserving_protos.tensorflow_serving.apis import (
@@ -163,44 +162,48 @@ class RetryPolicy:
 # ---- the wire format -----------------------------------------------------------------------
 
 
-def _shape(size: int) -> tensor_shape_pb2.TensorShapeProto:
-    return tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size)])
-
-
-def float_tensor(values: Sequence[float | None] | Any) -> tensor_pb2.TensorProto:
-    """A ``DT_FLOAT [n]`` tensor from a list (``None`` = missing -> NaN) or a numpy array."""
+def _float_content(values: Sequence[float | None] | Any) -> bytes:
+    """Little-endian float32 bytes from a list (``None`` = missing -> NaN) or a numpy array."""
     if hasattr(values, "__array__"):  # numpy data: numpy is loaded already
         import numpy as np
 
-        content = np.ascontiguousarray(values, dtype="<f4").tobytes()
-        size = len(values)
-    else:
-        buffer = array("f", [math.nan if v is None else v for v in values])
-        if sys.byteorder == "big":
-            buffer.byteswap()
-        content, size = buffer.tobytes(), len(buffer)
-    return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_FLOAT, tensor_shape=_shape(size), tensor_content=content
-    )
+        return np.ascontiguousarray(values, dtype="<f4").tobytes()
+    buffer = array("f", [math.nan if v is None else v for v in values])
+    if sys.byteorder == "big":
+        buffer.byteswap()
+    return buffer.tobytes()
 
 
-def string_tensor(values: Sequence[Any]) -> tensor_pb2.TensorProto:
-    """A ``DT_STRING [n]`` tensor (UTF-8)."""
-    tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=_shape(len(values)))
+def _fill_float(tensor: tensor_pb2.TensorProto, values: Sequence[float | None] | Any) -> None:
+    tensor.dtype = types_pb2.DT_FLOAT
+    tensor.tensor_shape.dim.add().size = len(values)
+    tensor.tensor_content = _float_content(values)
+
+
+def _fill_string(tensor: tensor_pb2.TensorProto, values: Sequence[Any]) -> None:
+    tensor.dtype = types_pb2.DT_STRING
+    tensor.tensor_shape.dim.add().size = len(values)
     tensor.string_val.extend(str(v).encode() for v in values)
-    return tensor
 
 
 def model_spec(
     model: str, version: int | None = None, label: str | None = None, signature: str = ""
 ) -> model_pb2.ModelSpec:
     """A ``ModelSpec``: an explicit version wins over a label; neither = the server's policy."""
-    spec = model_pb2.ModelSpec(name=model, signature_name=signature)
+    spec = model_pb2.ModelSpec()
+    _fill_spec(spec, model, version, label, signature)
+    return spec
+
+
+def _fill_spec(
+    spec: model_pb2.ModelSpec, model: str, version: int | None, label: str | None, signature: str
+) -> None:
+    spec.name = model
+    spec.signature_name = signature
     if version is not None:
         spec.version.value = version
     elif label is not None:
         spec.version_label = label
-    return spec
 
 
 def predict_request(
@@ -214,12 +217,12 @@ def predict_request(
     sizes = {len(columns[name]) for name in (*NUMERIC_FEATURES, CATEGORICAL_FEATURE)}
     if len(sizes) != 1:
         raise ValueError(f"feature columns differ in length: {sorted(sizes)}")
-    request = predict_pb2.PredictRequest(
-        model_spec=model_spec(model, version, label, SIGNATURE_NAME)
-    )
+    request = predict_pb2.PredictRequest()
+    _fill_spec(request.model_spec, model, version, label, SIGNATURE_NAME)
+    inputs = request.inputs  # filled in place: building tensors and copying them costs twice
     for name in NUMERIC_FEATURES:
-        request.inputs[name].CopyFrom(float_tensor(columns[name]))
-    request.inputs[CATEGORICAL_FEATURE].CopyFrom(string_tensor(columns[CATEGORICAL_FEATURE]))
+        _fill_float(inputs[name], columns[name])
+    _fill_string(inputs[CATEGORICAL_FEATURE], columns[CATEGORICAL_FEATURE])
     return request
 
 

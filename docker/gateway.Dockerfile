@@ -12,7 +12,7 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY core/ core/
 COPY training/ training/
 COPY pipelines/ pipelines/
@@ -20,7 +20,8 @@ COPY service/ service/
 COPY deploy/ deploy/
 # Install the project with its pinned dependency ranges, then drop the project itself:
 # the runtime stage runs the source from /app, where REPO_ROOT-relative paths
-# (data/, deploy/) resolve.
+# (data/, deploy/) resolve. The install also generates the TF Serving protocol modules
+# into core/tfserving_protos (setup.py), which the runtime stage takes from here.
 RUN pip install --no-cache-dir . \
     && pip uninstall --yes housing-service
 
@@ -40,6 +41,7 @@ COPY training/ training/
 COPY pipelines/ pipelines/
 COPY service/ service/
 COPY deploy/ deploy/
+COPY --from=build /src/core/tfserving_protos/ core/tfserving_protos/
 # The prediction log (SQLite) lives on a volume mounted here.
 RUN mkdir -p /var/lib/housing && chown housing:housing /var/lib/housing
 VOLUME ["/var/lib/housing"]

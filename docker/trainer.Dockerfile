@@ -15,7 +15,7 @@ WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 ARG EXTRAS=""
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY core/ core/
 COPY training/ training/
 COPY pipelines/ pipelines/
@@ -23,7 +23,9 @@ COPY service/ service/
 COPY deploy/ deploy/
 # Install the project with its pinned dependency ranges, then drop the project itself:
 # the runtime stage runs the source from /app, where REPO_ROOT-relative paths
-# (data/, deploy/) resolve. EXTRAS is the project's own extra (pinned in pyproject.toml).
+# (data/, deploy/) resolve. The install also generates the TF Serving protocol modules
+# into core/tfserving_protos (setup.py), which the runtime stage takes from here.
+# EXTRAS is the project's own extra (pinned in pyproject.toml).
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir ".${EXTRAS}" \
     && pip uninstall --yes housing-service
@@ -49,6 +51,7 @@ COPY training/ training/
 COPY pipelines/ pipelines/
 COPY service/ service/
 COPY deploy/ deploy/
+COPY --from=build /src/core/tfserving_protos/ core/tfserving_protos/
 COPY data/housing.tgz data/housing.tgz
 COPY docker/entrypoint.py docker/entrypoint.py
 # The trainer may run as the host user's uid (so files in the ./models bind mount belong

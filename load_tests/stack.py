@@ -1,4 +1,5 @@
-"""How the project's model server and gateway are started as real processes on loopback.
+"""How the project's model server and gateway (and a Prometheus scraping them) are started as
+real processes on loopback.
 
 Shared by the benchmarks and by the load, fault and integration tests, so they all run the
 command lines a user runs (``housing serve model-server`` / ``housing serve gateway``)
@@ -7,10 +8,16 @@ through the one launcher, :class:`core.process.ManagedProcess`.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from core.process import LOOPBACK, ManagedProcess, free_port, grpc_serving, housing_argv
+
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"  # Debian package prometheus
 
 
 def model_server(
@@ -62,3 +69,18 @@ def gateway(
     for name, target in upstreams.items():
         argv += ["--upstream", f"{name}={target}"]
     return ManagedProcess("gateway", [*argv, *extra], log_path, env=env, ports={"http": port})
+
+
+def prometheus(config: Mapping[str, Any], folder: Path) -> ManagedProcess:
+    """The Prometheus server with ``config`` (prometheus.yml as a mapping), its data and log in
+    ``folder``; ``ports["http"]``. Started, it is ready once ``/-/ready`` answers."""
+    port = free_port()
+    config_file = folder / "prometheus.yml"
+    config_file.write_text(yaml.safe_dump(dict(config)))
+    argv = [
+        PROMETHEUS,
+        f"--config.file={config_file}",
+        f"--storage.tsdb.path={folder / 'prometheus-data'}",
+        f"--web.listen-address={LOOPBACK}:{port}",
+    ]
+    return ManagedProcess("prometheus", argv, folder / "prometheus.log", ports={"http": port})

@@ -175,17 +175,8 @@ def promote(
         before = repo.labels(model)
     keep = {current_stable} if current_stable is not None else set()
     previous = current_stable if label == STABLE else before.get(label)
-    labels = move_label(repo, model, label, version, watch=watch, keep=keep)
-    return audit(
-        repo,
-        "promote",
-        model,
-        label=label,
-        version=version,
-        previous=previous,
-        labels=labels,
-        reason=reason,
-        **applied(watch),
+    return relabel(
+        repo, "promote", model, label, version, previous, watch, {"reason": reason}, keep=keep
     )
 
 
@@ -199,15 +190,32 @@ def rollback(repo: ModelRepository, model: str, watch: ServerWatch | None = None
     if target not in repo.versions(model):
         raise RepositoryError(f"{model} version {target} is gone from the repository")
     # Labels still on the rolled-back version go with it, and it stops being served.
-    labels = move_label(repo, model, STABLE, target, watch=watch, retire=current)
+    return relabel(repo, "rollback", model, STABLE, target, current, watch, retire=current)
+
+
+def relabel(
+    repo: ModelRepository,
+    action: str,
+    model: str,
+    label: str,
+    version: int,
+    previous: int | None,
+    watch: ServerWatch | None,
+    details: dict[str, Any] | None = None,
+    **move: Any,
+) -> dict[str, Any]:
+    """:func:`move_label`, then its audit line: what moved, from where, the labels after it
+    and when the servers apply it."""
+    labels = move_label(repo, model, label, version, watch=watch, **move)
     return audit(
         repo,
-        "rollback",
+        action,
         model,
-        label=STABLE,
-        version=target,
-        previous=current,
+        label=label,
+        version=version,
+        previous=previous,
         labels=labels,
+        **(details or {}),
         **applied(watch),
     )
 

@@ -164,7 +164,7 @@ def run_training(
     from pipelines.model_card import write_card_after_training
     from training.data import load_split
     from training.keras_export import publish_keras
-    from training.keras_models import ModelConfig, train_network
+    from training.keras_models import Fitting, ModelConfig, train_network
     from training.keras_search import random_search
 
     started = time.perf_counter()
@@ -181,31 +181,12 @@ def run_training(
     if unknown:
         raise UserError(f"unknown model settings {unknown}")
     config = ModelConfig(arch=arch, **(overrides or {}))
+    fitting = Fitting(epochs=epochs, batch_size=batch_size, seed=seed, strategy=strategy)
     search: dict[str, Any] | None = None
     if trials:
-        search = random_search(
-            fit,
-            val,
-            trials=trials,
-            arch=arch,
-            epochs=epochs,
-            batch_size=batch_size,
-            seed=seed,
-            strategy=strategy,
-            out_dir=out_dir / "search",
-        )
+        search = random_search(fit, val, trials, fitting, arch=arch, out_dir=out_dir / "search")
         config = search["best_config"]
-    trained = train_network(
-        fit,
-        val,
-        config,
-        epochs=epochs,
-        batch_size=batch_size,
-        seed=seed,
-        log_dir=out_dir,
-        strategy=strategy,
-        verbose=verbose,
-    )
+    trained = train_network(fit, val, config, fitting, log_dir=out_dir, verbose=verbose)
     epochs_run = len(trained.history["loss"])
     manifest_extra = {
         "hyperparameters": {

@@ -104,6 +104,17 @@ class ModelConfig:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Fitting:
+    """How a network is fitted, whatever its hyperparameters: the same for every trial of a
+    search and for the final run."""
+
+    epochs: int
+    batch_size: int = 64
+    seed: int = 42
+    strategy: str = "auto"  # see distribution_strategy
+
+
 def dense_stack(x: Any, config: ModelConfig, prefix: str) -> Any:
     for index in range(config.hidden_layers):
         x = keras.layers.Dense(
@@ -321,11 +332,8 @@ def train_network(
     fit: pd.DataFrame,
     val: pd.DataFrame,
     config: ModelConfig,
-    epochs: int,
-    batch_size: int = 64,
-    seed: int = 42,
+    fitting: Fitting,
     log_dir: Path | None = None,
-    strategy: str = "auto",
     verbose: int | str = "auto",
     patience: int = 10,
     stats: TrainingStats | None = None,
@@ -336,11 +344,12 @@ def train_network(
     ``log_dir`` is given a ModelCheckpoint of the best epoch and TensorBoard logs.
     ``stats`` reuses preprocessing statistics already fitted on ``fit`` (a search does).
     """
+    epochs, batch_size, seed = fitting.epochs, fitting.batch_size, fitting.seed
     keras.utils.set_random_seed(seed)
     if stats is None:
         stats = fit_stats(fit, config.preprocessing, seed=seed)
     target = TargetTransform.fit(fit[TARGET].to_numpy(), log=config.log_target)
-    with distribution_strategy(strategy).scope():
+    with distribution_strategy(fitting.strategy).scope():
         model = build_model(stats, config)
     outputs = list(model.output)
     train_data = dataset(fit, stats, target, outputs, batch_size, stats.neighbours, seed)
@@ -353,30 +362,27 @@ def train_network(
             monitor="val_loss", factor=0.5, patience=max(2, patience // 3)
         ),
     ]
-    if strategy == "multi_worker":
+    if fitting.strategy == "multi_worker":
         # Keras 3's fit() cannot consume a multi-worker distributed dataset
         # (keras-team/keras#20585): a plain loop over strategy.run instead.
         history = fit_multi_worker(model, train_data, val_data, epochs, patience)
-        trained = Trained(model, stats, target, history, val_rmse=float("nan"))
-        val_pred = trained.serving().predict(to_tensors(val), batch_size=4096, verbose=0)
-        trained.val_rmse = rmse(val[TARGET].to_numpy(), val_pred[OUTPUT_NAME])
-        return trained
-    if log_dir is not None:
-        callbacks += [
-            keras.callbacks.ModelCheckpoint(
-                str(log_dir / "checkpoint.keras"), monitor="val_loss", save_best_only=True
-            ),
-            keras.callbacks.TensorBoard(log_dir=str(log_dir / "tensorboard")),
-        ]
-    history = model.fit(
-        train_data,
-        validation_data=val_data,
-        epochs=epochs,
-        callbacks=callbacks,
-        verbose=verbose,
-        shuffle=False,
-    )
-    trained = Trained(model, stats, target, history.history, val_rmse=float("nan"))
+    else:
+        if log_dir is not None:
+            callbacks += [
+                keras.callbacks.ModelCheckpoint(
+                    str(log_dir / "checkpoint.keras"), monitor="val_loss", save_best_only=True
+                ),
+                keras.callbacks.TensorBoard(log_dir=str(log_dir / "tensorboard")),
+            ]
+        history = model.fit(
+            train_data,
+            validation_data=val_data,
+            epochs=epochs,
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=False,
+        ).history
+    trained = Trained(model, stats, target, history, val_rmse=float("nan"))
     val_pred = trained.serving().predict(to_tensors(val), batch_size=4096, verbose=0)
     trained.val_rmse = rmse(val[TARGET].to_numpy(), val_pred[OUTPUT_NAME])
     return trained

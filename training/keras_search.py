@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from core import console
-from training.keras_models import OPTIMIZERS, ModelConfig, train_network
+from training.keras_models import OPTIMIZERS, Fitting, ModelConfig, train_network
 from training.keras_preprocessing import fit_stats
 
 SPACE: dict[str, Any] = {
@@ -44,11 +44,8 @@ def random_search(
     fit: pd.DataFrame,
     val: pd.DataFrame,
     trials: int,
+    fitting: Fitting,
     arch: str = "mlp",
-    epochs: int = 30,
-    batch_size: int = 64,
-    seed: int = 42,
-    strategy: str = "auto",
     out_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Try ``trials`` random configurations; return every trial and the best configuration.
@@ -58,25 +55,16 @@ def random_search(
     """
     if trials < 1:
         raise ValueError(f"trials must be at least 1, got {trials}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(fitting.seed)
     base = ModelConfig(arch=arch)
-    stats = fit_stats(fit, base.preprocessing, seed=seed)
+    stats = fit_stats(fit, base.preprocessing, seed=fitting.seed)
     results: list[dict[str, Any]] = []
     configs: list[ModelConfig] = []
     for trial in console.bar(range(trials), desc="search", unit="trial"):
         config = base if trial == 0 else sample_config(rng, base)
         started = time.perf_counter()
         trained = train_network(
-            fit,
-            val,
-            config,
-            epochs=epochs,
-            batch_size=batch_size,
-            seed=seed,
-            strategy=strategy,
-            verbose=0,
-            patience=SEARCH_PATIENCE,
-            stats=stats,
+            fit, val, config, fitting, verbose=0, patience=SEARCH_PATIENCE, stats=stats
         )
         results.append(
             {

@@ -128,34 +128,30 @@ def verify_artifact(
 ) -> Path:
     """Return the artifact path after checking its SHA-256 against the manifest's ``block``
     (``artifact``: the joblib pipeline; ``compiled``: its compiled trees)."""
-    manifest = read_manifest(version_dir)
-    expected = (manifest.get(block) or {}).get("sha256")
     path = version_dir / artifact
     if not path.is_file():
         raise RepositoryError(f"missing artifact {path}")
-    if not expected:
-        raise RepositoryError(f"manifest in {version_dir} records no {block} sha256")
-    actual = sha256_file(path)
-    if actual != expected:
-        raise ChecksumMismatch(
-            f"refusing to load {path}: SHA-256 {actual} does not match manifest {expected}"
-        )
-    return path
+    return verified(version_dir, block, path, sha256_file, "SHA-256")
 
 
 def verify_saved_model(version_dir: Path) -> Path:
     """Return the SavedModel folder after checking its ``tree_sha256`` against the manifest."""
-    manifest = read_manifest(version_dir)
-    expected = manifest.get("artifact", {}).get("sha256")
+    return verified(version_dir, "artifact", version_dir, tree_sha256, "tree SHA-256")
+
+
+def verified(
+    version_dir: Path, block: str, path: Path, digest: Callable[[Path], str], kind: str
+) -> Path:
+    """``path``, once ``digest(path)`` matches the sha256 the manifest records in ``block``."""
+    expected = (read_manifest(version_dir).get(block) or {}).get("sha256")
     if not expected:
-        raise RepositoryError(f"manifest in {version_dir} records no artifact sha256")
-    actual = tree_sha256(version_dir)
+        raise RepositoryError(f"manifest in {version_dir} records no {block} sha256")
+    actual = digest(path)
     if actual != expected:
         raise ChecksumMismatch(
-            f"refusing to load {version_dir}: tree SHA-256 {actual} does not match "
-            f"manifest {expected}"
+            f"refusing to load {path}: {kind} {actual} does not match manifest {expected}"
         )
-    return version_dir
+    return path
 
 
 def write_joblib_artifact(folder: Path, model: Any) -> dict[str, Any]:

@@ -1,15 +1,20 @@
-"""Regenerate the committed TF Serving protocol modules from ``proto/``.
+"""Generate the TF Serving protocol modules from ``third_party/``.
 
 ``python -m core.tfserving_protos.regenerate`` runs grpcio-tools' ``protoc`` on every
-``.proto`` file under ``proto/`` and writes ``*_pb2.py``, ``*_pb2.pyi`` and ``*_pb2_grpc.py``
+``.proto`` file under ``third_party/`` and writes ``*_pb2.py``, ``*_pb2.pyi`` and ``*_pb2_grpc.py``
 next to this file, with the imports moved under ``core.tfserving_protos`` (the real
-``tensorflow`` package must never be imported by them). ``--check`` only compares.
+``tensorflow`` package must never be imported by them). The modules are not committed:
+installing the project (``make install``, any ``pip install``) runs this through
+``setup.py``. ``--check`` only compares: it fails when they are missing or stale.
 
 ``--refresh-protos`` (needs TensorFlow and tensorflow-serving-api installed) only rewrites
-``proto/`` from the descriptors that TensorFlow's own modules register: run it after a
+``third_party/`` from the descriptors that TensorFlow's own modules register: run it after a
 TensorFlow upgrade changes the protocol, then run the script again without flags. The
 ``.proto`` text it prints is the protocol's definition (messages, fields, numbers, options),
 comments aside.
+
+This file imports nothing of the project: ``setup.py`` runs it in pip's build environment,
+where the project is not importable.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from typing import Any
 
 PACKAGE = "core.tfserving_protos"
 HERE = Path(__file__).resolve().parent
-PROTO_DIR = HERE / "proto"
+# TensorFlow's and TF Serving's protocol, as TensorFlow registers it: theirs, never edited here.
+PROTO_DIR = HERE / "third_party"
 # Top-level proto packages whose Python modules live under this package.
 OWN_ROOTS = ("tensorflow", "tensorflow_serving", "xla")
 # The services and configs the project speaks; ``--refresh-protos`` takes their closure.
@@ -88,12 +94,12 @@ def generate(out: Path) -> None:
 
 def generated(root: Path) -> Iterator[Path]:
     for path in sorted(root.rglob("*")):
-        if path.name.endswith(GENERATED_SUFFIXES) and "proto" not in path.relative_to(root).parts:
+        if path.name.endswith(GENERATED_SUFFIXES) and path.relative_to(root).parts[0] in OWN_ROOTS:
             yield path
 
 
 def compare(fresh: Path) -> list[str]:
-    """Relative paths that differ between a fresh generation and the committed files."""
+    """Relative paths that differ between a fresh generation and the files in place."""
     ours = {str(p.relative_to(HERE)): p for p in generated(HERE)}
     theirs = {str(p.relative_to(fresh)): p for p in generated(fresh)}
     differ = sorted(set(ours) ^ set(theirs))
@@ -102,15 +108,16 @@ def compare(fresh: Path) -> list[str]:
     return differ
 
 
-def install(fresh: Path) -> None:
-    for path in generated(HERE):
+def install(fresh: Path, package: Path = HERE) -> None:
+    """Replace the generated modules under ``package`` with those under ``fresh``."""
+    for path in generated(package):
         path.unlink()
     for path in generated(fresh):
-        target = HERE / path.relative_to(fresh)
+        target = package / path.relative_to(fresh)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
         init = target.parent
-        while init != HERE:
+        while init != package:
             (init / "__init__.py").touch()
             init = init.parent
 
@@ -196,6 +203,14 @@ def field_line(field: Any, syntax: str, maps: dict[str, Any]) -> str:
     return text + ";"
 
 
+def reserved_lines(item: Any, indent: str, past_end: int) -> list[str]:
+    """An enum's or message's ``reserved`` numbers and names. A message's ranges end one
+    past their last number (``past_end=1``), an enum's on it (``past_end=0``)."""
+    ranges = [range_text(r.start, r.end - past_end) for r in item.reserved_range]
+    names = [f'"{name}"' for name in item.reserved_name]
+    return [f"{indent}reserved {entry};" for entry in ranges + names]
+
+
 def enum_lines(enum: Any, indent: str) -> list[str]:
     lines = [f"{indent}enum {enum.name} {{"]
     lines += [f"{indent}  option {item};" for item in option_items(enum.options)]
@@ -203,10 +218,7 @@ def enum_lines(enum: Any, indent: str) -> list[str]:
         extras = option_items(value.options)
         suffix = f" [{', '.join(extras)}]" if extras else ""
         lines.append(f"{indent}  {value.name} = {value.number}{suffix};")
-    for reserved in enum.reserved_range:
-        lines.append(f"{indent}  reserved {range_text(reserved.start, reserved.end)};")
-    for name in enum.reserved_name:
-        lines.append(f'{indent}  reserved "{name}";')
+    lines += reserved_lines(enum, indent + "  ", past_end=0)
     return [*lines, f"{indent}}}"]
 
 
@@ -254,10 +266,7 @@ def message_lines(message: Any, syntax: str, prefix: str, indent: str) -> list[s
         else:
             lines += message_lines(nested, syntax, full, inner)
     flush(len(fields))
-    for reserved in message.reserved_range:
-        lines.append(f"{inner}reserved {range_text(reserved.start, reserved.end - 1)};")
-    for name in message.reserved_name:
-        lines.append(f'{inner}reserved "{name}";')
+    lines += reserved_lines(message, inner, past_end=1)
     for extension in message.extension_range:
         lines.append(f"{inner}extensions {range_text(extension.start, extension.end - 1)};")
     return [*lines, f"{indent}}}"]
@@ -327,8 +336,8 @@ def refresh_protos() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--check", action="store_true", help="fail if the committed code is stale")
-    mode.add_argument("--refresh-protos", action="store_true", help="rewrite proto/ from TF")
+    mode.add_argument("--check", action="store_true", help="fail if any is missing or stale")
+    mode.add_argument("--refresh-protos", action="store_true", help="rewrite third_party/ from TF")
     args = parser.parse_args(argv)
     if args.refresh_protos:  # protoc must not run in a process that loaded TensorFlow
         refresh_protos()
@@ -341,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
             stale = compare(fresh)
             for name in stale:
                 print(f"stale: {name}", file=sys.stderr)
+            if stale:
+                print(f"regenerate them: python -m {PACKAGE}.regenerate", file=sys.stderr)
             return 1 if stale else 0
         install(fresh)
     print(f"generated {len(list(generated(HERE)))} files from {len(proto_files())} protos")

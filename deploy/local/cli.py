@@ -10,12 +10,12 @@ from pathlib import Path
 from core.errors import UserError
 from core.paths import REPO_ROOT
 from core.process import port_in_use
-from core.settings import default_models_dir
 from deploy.local.models import fetch_storage_uri, prepare
 from deploy.local.prometheus import write_local_prometheus_config
 from deploy.local.services import DEFAULT_MODELS, PROMETHEUS_BINARY, SERVICES, local_layout
 from deploy.local.settings import StackSettings
 from deploy.local.supervisor import Supervisor, banner
+from pipelines.common import add_models_dir
 
 
 def run_stack(args: argparse.Namespace) -> int:
@@ -77,12 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "and curl examples; Ctrl-C stops everything."
         ),
     )
-    parser.add_argument(
-        "--models-dir",
-        type=Path,
-        default=default_models_dir(),
-        help="model repository (default: $HOUSING_MODELS_DIR or models/)",
-    )
+    add_models_dir(parser)
     parser.add_argument(
         "--logs-dir",
         type=Path,
@@ -125,24 +120,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=env.gateway_port or defaults["gateway"]["http"],
         help="gateway HTTP port (default: $AIP_HTTP_PORT, set by Vertex AI, or 8000)",
     )
-    parser.add_argument(
-        "--grpc-port",
-        type=int,
-        default=defaults["model-server"]["grpc"],
-        help="model server gRPC port",
-    )
-    parser.add_argument(
-        "--rest-port",
-        type=int,
-        default=defaults["model-server"]["rest"],
-        help="model server REST port",
-    )
-    parser.add_argument(
-        "--prometheus-port",
-        type=int,
-        default=defaults["prometheus"]["http"],
-        help="Prometheus port",
-    )
+    for flag, service, role, help_text in (
+        ("--grpc-port", "model-server", "grpc", "model server gRPC port"),
+        ("--rest-port", "model-server", "rest", "model server REST port"),
+        ("--prometheus-port", "prometheus", "http", "Prometheus port"),
+    ):
+        parser.add_argument(flag, type=int, default=defaults[service][role], help=help_text)
     parser.add_argument(
         "--canary-percent",
         type=float,

@@ -57,6 +57,12 @@ class Plan:
     def has(self, call: str) -> bool:
         return any(s["call"] == call for s in self.steps)
 
+    def call_first(self, target: Any, *calls: str) -> Any:
+        """Call on ``target`` the method of the first of ``calls`` (``Class.method``) that the
+        plan has, with that step's arguments: the plan chose it, the run only follows."""
+        call = next(c for c in calls if self.has(c))
+        return getattr(target, call.rsplit(".", 1)[1])(**self.step(call))
+
     def to_json(self) -> dict[str, Any]:
         """The plan as printed by ``--dry-run``: long instance lists shown as a count and
         their first rows."""
@@ -315,10 +321,7 @@ def run_undeploy(cloud: Cloud, plan: Plan) -> dict[str, Any]:
 
     with cloud_errors("undeploy"):
         endpoint = aiplatform.Endpoint(**plan.step("aiplatform.Endpoint"))
-        if plan.has("Endpoint.undeploy"):
-            endpoint.undeploy(**plan.step("Endpoint.undeploy"))
-        else:
-            endpoint.undeploy_all(**plan.step("Endpoint.undeploy_all"))
+        plan.call_first(endpoint, "Endpoint.undeploy", "Endpoint.undeploy_all")
         endpoint._sync_gca_resource()
     return {
         "endpoint": endpoint.resource_name,
@@ -338,8 +341,9 @@ def instance_limit() -> int:
 
 def checked_rows(
     settings: VertexSettings, model: str, version: int | None, frame: pd.DataFrame
-) -> tuple[list[int], dict[int, str], list[dict[str, Any]]]:
-    """(valid row positions, rejected position -> reason, instances of the valid rows).
+) -> tuple[list[int], dict[str, str], list[dict[str, Any]]]:
+    """(valid row positions, rejected position -> reason, instances of the valid rows); the
+    positions of rejected rows are strings, as the plan (JSON) keeps them.
 
     Rows are validated like batch scoring does; missing values are encoded for the model's
     container from the local version the endpoint serves (default: the stable one)."""
@@ -347,7 +351,7 @@ def checked_rows(
 
     checked = validate(frame.reset_index(drop=True))
     valid = [int(i) for i in checked.valid.nonzero()[0]]
-    rejected = {i: "; ".join(reasons) for i, reasons in sorted(checked.reasons.items())}
+    rejected = {str(i): "; ".join(reasons) for i, reasons in sorted(checked.reasons.items())}
     rows = frame.iloc[valid]
     fill: dict[str, float] = {}
     if rows[list(NULLABLE_FEATURES)].isna().any().any():
@@ -381,7 +385,7 @@ def plan_predict(
         source=str(instances_file),
         rows=len(frame),
         valid=valid,
-        rejected={str(i): reason for i, reason in rejected.items()},
+        rejected=rejected,
         id_column=id_column,
         output=None if output is None else str(output),
     )
@@ -511,7 +515,7 @@ def plan_batch_predict(
             source=str(input_file),
             output=str(output_file),
             valid=valid,
-            rejected={str(i): reason for i, reason in rejected.items()},
+            rejected=rejected,
         )
     return plan
 
@@ -658,10 +662,7 @@ def run_train(cloud: Cloud, plan: Plan) -> dict[str, Any]:
 
     with cloud_errors("training job"):
         job = aiplatform.CustomJob(**plan.step("aiplatform.CustomJob"))
-        if plan.has("CustomJob.run"):
-            job.run(**plan.step("CustomJob.run"))
-        else:
-            job.submit(**plan.step("CustomJob.submit"))
+        plan.call_first(job, "CustomJob.run", "CustomJob.submit")
     return {
         "job": job.resource_name,
         "state": job.state.name,

@@ -25,6 +25,7 @@ from service.prediction_log import DAY, Retention
 from . import handlers, routes
 from .metrics import GatewayMetrics
 from .middleware import GatewayMiddleware
+from .predict_dispatch import PredictDispatch
 from .predictor import GatewayPredictor, Predictor
 from .settings import GatewaySettings
 from .upstream import TFServingUpstream
@@ -124,6 +125,9 @@ def create_app(
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Observability is Prometheus (/metrics) and JSON logs; FastAPI's native OpenTelemetry
+        # hooks would cost a provider check on every request for nothing.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.predictor = active
@@ -168,6 +172,7 @@ def create_app(
         max_queued_predictions=settings.max_queued_predictions,
         retry_after_seconds=settings.retry_after_seconds,
         body_timeout_seconds=settings.body_timeout_seconds,
+        dispatch=PredictDispatch([*routes.router.routes, *app.routes]),
     )
     if settings.cors_origins:
         app.add_middleware(

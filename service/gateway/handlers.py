@@ -20,6 +20,7 @@ from .schemas import ErrorBody, ErrorDetail
 
 log = logging.getLogger("service.gateway")
 MAX_DETAILS = 50
+UNPARSABLE_BODY = "request body is not valid JSON (or nests or numbers beyond parser limits)"
 HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -120,7 +121,7 @@ async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     message = exc.detail if isinstance(exc.detail, str) else "request failed"
     if message == "There was an error parsing the body":  # FastAPI's words for it
-        message = "request body is not valid JSON (or nests or numbers beyond parser limits)"
+        message = UNPARSABLE_BODY
     elif exc.status_code == 404 and message == "Not Found":
         message = f"no route for {request.method} {request.url.path[:200]}"
     error = GatewayError(

@@ -14,15 +14,9 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+
+from service.metrics import PER_VERSION, MetricSet
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set by ``cli.supervise`` for its workers
 
@@ -62,74 +56,60 @@ VALUE_BUCKETS = (
 )
 
 
-class GatewayMetrics:
-    """The gateway's metrics; ``render()`` gives the /metrics payload."""
-
-    content_type = CONTENT_TYPE_LATEST
+class GatewayMetrics(MetricSet):
+    """The gateway's metrics; ``render()`` gives the /metrics payload (all workers')."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        super().__init__("housing_gateway_", auto_describe=True)
         labels = ["route", "model", "version", "code"]
-        self.requests = Counter(
-            "housing_gateway_requests_total",
+        self.requests = self.counter(
+            "requests_total",
             "HTTP requests answered, by route template, model, served version and status.",
             labels,
-            registry=self.registry,
         )
-        self.latency = Histogram(
-            "housing_gateway_request_duration_seconds",
+        self.latency = self.histogram(
+            "request_duration_seconds",
             "HTTP request latency, by route template, model, served version and status.",
             labels,
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            LATENCY_BUCKETS,
         )
-        self.upstream_latency = Histogram(
-            "housing_gateway_upstream_duration_seconds",
+        self.upstream_latency = self.histogram(
+            "upstream_duration_seconds",
             "Upstream gRPC call latency (one Predict chunk or status call), by gRPC code.",
             ["model", "method", "code"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            LATENCY_BUCKETS,
         )
-        self.predicted_value = Histogram(
-            "housing_gateway_predicted_value_usd",
+        self.predicted_value = self.histogram(
+            "predicted_value_usd",
             "Predicted median house values, USD.",
-            ["model", "version"],
-            buckets=VALUE_BUCKETS,
-            registry=self.registry,
+            PER_VERSION,
+            VALUE_BUCKETS,
         )
-        self.instances = Counter(
-            "housing_gateway_instances_total",
-            "Instances predicted, by model and served version.",
-            ["model", "version"],
-            registry=self.registry,
+        self.instances = self.counter(
+            "instances_total", "Instances predicted, by model and served version.", PER_VERSION
         )
-        self.in_flight = Gauge(
-            "housing_gateway_in_flight_requests",
+        self.in_flight = self.gauge(
+            "in_flight_requests",
             "Requests being handled now (health and metrics paths excluded).",
-            registry=self.registry,
             multiprocess_mode="livesum",
         )
-        self.overload_rejections = Counter(
-            "housing_gateway_overload_rejections_total",
+        self.overload_rejections = self.counter(
+            "overload_rejections_total",
             "Predictions refused with 503 because the worker was at its concurrency limit.",
-            registry=self.registry,
         )
-        self.out_of_range = Counter(
-            "housing_gateway_out_of_range_total",
+        self.out_of_range = self.counter(
+            "out_of_range_total",
             "Served instances with a feature outside the training range, by feature.",
             ["model", "feature"],
-            registry=self.registry,
         )
-        self.prediction_log_failures = Counter(
-            "housing_gateway_prediction_log_failures_total",
+        self.prediction_log_failures = self.counter(
+            "prediction_log_failures_total",
             "Predictions that could not be written to the prediction log.",
-            registry=self.registry,
         )
-        self.canary = Counter(
-            "housing_gateway_canary_routing_total",
+        self.canary = self.counter(
+            "canary_routing_total",
             "Requests routed by the canary split, by model and label chosen.",
             ["model", "label"],
-            registry=self.registry,
         )
 
     def render(self) -> bytes:
@@ -137,4 +117,4 @@ class GatewayMetrics:
             merged = CollectorRegistry()
             multiprocess.MultiProcessCollector(merged)
             return generate_latest(merged)
-        return generate_latest(self.registry)
+        return super().render()

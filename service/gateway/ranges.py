@@ -24,9 +24,9 @@ _ITEMS = tuple(TRAINING_RANGES.items())
 
 def out_of_range(instance: Instance) -> list[str]:
     """Names of the features of ``instance`` outside the training range (None is fine)."""
-    flagged = []
-    for name, (low, high) in _ITEMS:
-        value = getattr(instance, name)
-        if value is not None and not low <= value <= high:
-            flagged.append(name)
-    return flagged
+    fields = vars(instance)
+    return [
+        name
+        for name, (low, high) in _ITEMS
+        if (value := fields[name]) is not None and not low <= value <= high
+    ]

@@ -1,4 +1,4 @@
-"""Prometheus metrics, in a registry owned by one server instance (no global state).
+"""The model server's Prometheus metrics.
 
 Per model *and version*: request counts by API and status code and latency histograms
 (TF Serving has no per-version latency); per batch: requests merged and rows per model call,
@@ -7,7 +7,7 @@ which is how batching is observed without timing anything.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from service.metrics import PER_VERSION, MetricSet
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -27,84 +27,58 @@ LATENCY_BUCKETS = (
     5.0,
 )
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+LOAD_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
-class ServerMetrics:
+class ServerMetrics(MetricSet):
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "model_server_requests",
+        super().__init__("model_server_")
+        self.requests = self.counter(
+            "requests",
             "Requests by model, version, API, transport and status code.",
-            ["model", "version", "api", "transport", "code"],
-            registry=self.registry,
+            [*PER_VERSION, "api", "transport", "code"],
         )
-        self.latency = Histogram(
-            "model_server_request_duration_seconds",
+        self.latency = self.histogram(
+            "request_duration_seconds",
             "Time from request decoded to response ready, per model version.",
-            ["model", "version", "api"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            [*PER_VERSION, "api"],
+            LATENCY_BUCKETS,
         )
-        self.batch_requests = Histogram(
-            "model_server_batch_requests",
-            "Requests merged into one model call.",
-            ["model", "version"],
-            buckets=SIZE_BUCKETS,
-            registry=self.registry,
+        self.batch_requests = self.histogram(
+            "batch_requests", "Requests merged into one model call.", PER_VERSION, SIZE_BUCKETS
         )
-        self.batch_rows = Histogram(
-            "model_server_batch_rows",
-            "Rows in one model call.",
-            ["model", "version"],
-            buckets=SIZE_BUCKETS,
-            registry=self.registry,
+        self.batch_rows = self.histogram(
+            "batch_rows", "Rows in one model call.", PER_VERSION, SIZE_BUCKETS
         )
-        self.model_seconds = Histogram(
-            "model_server_model_call_duration_seconds",
+        self.model_seconds = self.histogram(
+            "model_call_duration_seconds",
             "Time inside the model for one (possibly merged) call.",
-            ["model", "version"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            PER_VERSION,
+            LATENCY_BUCKETS,
         )
-        self.queued_rows = Gauge(
-            "model_server_batch_queue_rows",
-            "Rows waiting in the batching queue.",
-            ["model", "version"],
-            registry=self.registry,
+        self.queued_rows = self.gauge(
+            "batch_queue_rows", "Rows waiting in the batching queue.", PER_VERSION
         )
-        self.rejected = Counter(
-            "model_server_batch_queue_rejections",
+        self.rejected = self.counter(
+            "batch_queue_rejections",
             "Requests refused because the batching queue was full.",
-            ["model", "version"],
-            registry=self.registry,
+            PER_VERSION,
         )
-        self.loads = Counter(
-            "model_server_version_loads",
-            "Version loads by outcome (ok, error).",
-            ["model", "outcome"],
-            registry=self.registry,
+        self.loads = self.counter(
+            "version_loads", "Version loads by outcome (ok, error).", ["model", "outcome"]
         )
-        self.load_seconds = Histogram(
-            "model_server_version_load_duration_seconds",
+        self.load_seconds = self.histogram(
+            "version_load_duration_seconds",
             "Time to load and warm up a version.",
             ["model"],
-            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
-            registry=self.registry,
+            LOAD_BUCKETS,
         )
-        self.available = Gauge(
-            "model_server_version_available",
-            "1 while a version is loaded and serving.",
-            ["model", "version"],
-            registry=self.registry,
+        self.available = self.gauge(
+            "version_available", "1 while a version is loaded and serving.", PER_VERSION
         )
-
-        self.serving_form = Gauge(
-            "model_server_version_form",
+        self.serving_form = self.gauge(
+            "version_form",
             "1 for the form a loaded version predicts with (sklearn: compiled, plan or "
             "pipeline; TensorFlow: saved_model).",
-            ["model", "version", "form"],
-            registry=self.registry,
+            [*PER_VERSION, "form"],
         )
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)

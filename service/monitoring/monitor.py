@@ -33,12 +33,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Gauge
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.contract import FEATURES, KERAS_MODEL, SKLEARN_MODEL
 from core.settings import DEFAULT_PREDICTION_LOG, default_models_dir
+from service.metrics import MetricSet
 from service.monitoring.drift import (
     COLUMN_P_VALUE,
     DATASET_DRIFT_SHARE,
@@ -102,7 +103,7 @@ class MonitorBusy(MonitorError):
     """Another drift run (in this or another gateway worker) is in progress."""
 
 
-class DriftMetrics:
+class DriftMetrics(MetricSet):
     """The drift gauges, registered once into a given registry (shareable by monitors).
 
     With several gateway workers (prometheus multiprocess mode) a gauge shows the value
@@ -110,65 +111,66 @@ class DriftMetrics:
     """
 
     def __init__(self, registry: CollectorRegistry):
+        super().__init__("housing_", registry)
+
         def gauge(name: str, doc: str, labels: list[str]) -> Gauge:
-            return Gauge(name, doc, labels, registry=registry, multiprocess_mode="livemostrecent")
+            return self.gauge(name, doc, labels, multiprocess_mode="livemostrecent")
 
         self.dataset_drift = gauge(
-            "housing_drift_dataset_drift",
+            "drift_dataset_drift",
             "1 when the latest drift run flagged dataset drift, 0 when not, NaN before one",
             ["model"],
         )
         self.share = gauge(
-            "housing_drift_share",
+            "drift_share",
             "Share of the 9 feature columns flagged as drifted in the latest run",
             ["model"],
         )
         self.feature_score = gauge(
-            "housing_drift_feature_score",
+            "drift_feature_score",
             "Per-feature drift test p-value in the latest run (low means drift)",
             ["model", "feature"],
         )
         self.feature_drift = gauge(
-            "housing_drift_feature_drift",
+            "drift_feature_drift",
             "1 when the feature drifted in the latest run, else 0",
             ["model", "feature"],
         )
         self.window_rows = gauge(
-            "housing_drift_window_rows",
+            "drift_window_rows",
             "Rows of current traffic compared in the latest run",
             ["model"],
         )
         self.window_seconds = gauge(
-            "housing_drift_window_seconds",
+            "drift_window_seconds",
             "Length of the time window the latest run compared",
             ["model"],
         )
         self.version = gauge(
-            "housing_drift_model_version",
+            "drift_model_version",
             "Model version whose reference the latest run used",
             ["model"],
         )
         self.last_run = gauge(
-            "housing_drift_last_run_timestamp_seconds",
+            "drift_last_run_timestamp_seconds",
             "Unix time of the latest successful drift run",
             ["model"],
         )
         self.live_rmse = gauge(
-            "housing_live_rmse_usd",
+            "live_rmse_usd",
             "RMSE of logged predictions that have a delayed label, by served version",
             ["model", "version"],
         )
         self.live_labelled = gauge(
-            "housing_live_labelled_predictions",
+            "live_labelled_predictions",
             "Logged predictions joined to a delayed label, by served version",
             ["model", "version"],
         )
-        self.runs = Counter(
-            "housing_drift_runs",
+        self.runs = self.counter(
+            "drift_runs",
             "Drift runs by outcome (ok; skipped: too little data or no reference; busy: "
             "another run was in progress; error)",
             ["model", "outcome"],
-            registry=registry,
         )
 
     def publish_empty(self, model: str) -> None:

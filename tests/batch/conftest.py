@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from core.contract import FEATURES, SKLEARN_MODEL
 from core.process import ManagedProcess, housing_argv
 from load_tests import models as test_models
 from load_tests import stack
+from tests.commands import flags
 from training.repository import ModelRepository
 
 
@@ -61,6 +63,14 @@ def houses(split: Any) -> pd.DataFrame:
     return frame
 
 
+def resampled(houses: pd.DataFrame, rows: int, path: Path, seed: int) -> tuple[Path, pd.DataFrame]:
+    """``rows`` rows drawn from ``houses`` (with replacement), fresh unique ids, as parquet."""
+    frame = houses.sample(rows, replace=True, random_state=seed).reset_index(drop=True)
+    frame["house_id"] = [f"B{i:06d}" for i in range(len(frame))]
+    frame.to_parquet(path, index=False)
+    return path, frame
+
+
 def expected(model: Any, frame: pd.DataFrame) -> Any:
     return model.predict(frame[list(FEATURES)].astype({"total_bedrooms": "float64"}))
 
@@ -80,3 +90,24 @@ def start_batch(log_dir: Path, *argv: str) -> ManagedProcess:
     log = log_dir / f"batch-{uuid.uuid4().hex[:6]}.log"
     argv = housing_argv("batch-score", "--no-progress", *argv)
     return ManagedProcess("batch-score", argv, log, env={"TF_CPP_MIN_LOG_LEVEL": "3"}).start()
+
+
+def batch_args(
+    source: Path, output: Path, model: str = SKLEARN_MODEL, **options: object
+) -> list[str]:
+    """``--input SOURCE --output OUTPUT --model MODEL``, then ``options`` as :func:`flags`."""
+    return flags(input=source, output=output, model=model, **options)
+
+
+def checkpoint(output: Path) -> dict[str, Any]:
+    """The run's checkpoint (``completed`` chunks, ``served`` version); empty before its first."""
+    path = Path(str(output) + ".parts") / "checkpoint.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def wait_for_chunks(run: ManagedProcess, output: Path, chunks: int, timeout: float = 120) -> None:
+    """Until the running ``run`` has checkpointed ``chunks`` chunks of ``output``."""
+    deadline = time.monotonic() + timeout
+    while len(checkpoint(output).get("completed", [])) < chunks:
+        assert run.alive() and time.monotonic() < deadline, run.log_tail()
+        time.sleep(0.05)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,15 @@ import pytest
 
 from core.process import free_port
 from load_tests import stack
-from tests.batch.conftest import expected, run_batch, start_batch
+from tests.batch.conftest import (
+    batch_args,
+    checkpoint,
+    expected,
+    resampled,
+    run_batch,
+    start_batch,
+    wait_for_chunks,
+)
 
 
 def test_csv_to_parquet_keeps_order_count_ids_and_reports_bad_rows(
@@ -27,22 +34,15 @@ def test_csv_to_parquet_keeps_order_count_ids_and_reports_bad_rows(
     source, output = tmp_path / "houses.csv", tmp_path / "scored.parquet"
     frame.to_csv(source, index=False)
     code, summary, err = run_batch(
-        "--input",
-        str(source),
-        "--output",
-        str(output),
-        "--model",
-        "housing_sklearn",
-        "--target",
-        model_server.address("grpc"),
-        "--batch-size",
-        "128",
-        "--concurrency",
-        "4",
-        "--id-column",
-        "house_id",
-        "--summary",
-        str(tmp_path / "summary.json"),
+        *batch_args(
+            source,
+            output,
+            target=model_server.address("grpc"),
+            batch_size=128,
+            concurrency=4,
+            id_column="house_id",
+            summary=tmp_path / "summary.json",
+        )
     )
     assert code == 0, err
     scored = pd.read_parquet(output)
@@ -82,18 +82,9 @@ def test_jsonl_to_csv_with_a_label(
             )
             handle.write(json.dumps(record) + "\n")
     code, summary, err = run_batch(
-        "--input",
-        str(source),
-        "--output",
-        str(output),
-        "--model",
-        "housing_sklearn",
-        "--label",
-        "stable",
-        "--target",
-        model_server.address("grpc"),
-        "--batch-size",
-        "64",
+        *batch_args(
+            source, output, label="stable", target=model_server.address("grpc"), batch_size=64
+        )
     )
     assert code == 0, err
     scored = pd.read_csv(output)
@@ -106,19 +97,15 @@ def test_jsonl_to_csv_with_a_label(
 
 def test_bad_arguments_are_one_line_errors(model_server: Any, tmp_path: Path) -> None:
     code, _, err = run_batch(
-        "--input",
-        str(tmp_path / "absent.csv"),
-        "--output",
-        str(tmp_path / "o.parquet"),
-        "--model",
-        "m",
-        "--target",
-        model_server.address("grpc"),
+        *batch_args(
+            tmp_path / "absent.csv",
+            tmp_path / "o.parquet",
+            "m",
+            target=model_server.address("grpc"),
+        )
     )
     assert code == 2 and err.strip().splitlines()[-1].endswith("absent.csv: no such file")
-    code, _, err = run_batch(
-        "--input", "x.csv", "--output", str(tmp_path / "o.json"), "--model", "m"
-    )
+    code, _, err = run_batch(*batch_args(Path("x.csv"), tmp_path / "o.json", "m"))
     assert code == 2 and "must end in .parquet or .csv" in err
 
 
@@ -128,25 +115,16 @@ def test_unknown_model_fails_with_the_upstream_reason(
     source = tmp_path / "h.parquet"
     houses.head(10).to_parquet(source)
     code, _, err = run_batch(
-        "--input",
-        str(source),
-        "--output",
-        str(tmp_path / "o.parquet"),
-        "--model",
-        "no_such_model",
-        "--target",
-        model_server.address("grpc"),
+        *batch_args(
+            source, tmp_path / "o.parquet", "no_such_model", target=model_server.address("grpc")
+        )
     )
     assert code == 2 and "NOT_FOUND" in err.strip().splitlines()[-1]
 
 
 @pytest.fixture
 def big_input(houses: pd.DataFrame, tmp_path: Path) -> tuple[Path, pd.DataFrame]:
-    frame = houses.sample(40_000, replace=True, random_state=1).reset_index(drop=True)
-    frame["house_id"] = [f"B{i:06d}" for i in range(len(frame))]
-    path = tmp_path / "big.parquet"
-    frame.to_parquet(path, index=False)
-    return path, frame
+    return resampled(houses, 40_000, tmp_path / "big.parquet", seed=1)
 
 
 def test_resume_after_sigkill_scores_every_row_exactly_once(
@@ -155,45 +133,20 @@ def test_resume_after_sigkill_scores_every_row_exactly_once(
     _, model = batch_models
     source, frame = big_input
     output = tmp_path / "scored.parquet"
-    argv = [
-        "--input",
-        str(source),
-        "--output",
-        str(output),
-        "--model",
-        "housing_sklearn",
-        "--target",
-        model_server.address("grpc"),
-        "--batch-size",
-        "100",
-        "--concurrency",
-        "2",
-        "--id-column",
-        "house_id",
-    ]
-    checkpoint = Path(str(output) + ".parts") / "checkpoint.json"
+    target = model_server.address("grpc")
+    argv = batch_args(
+        source, output, target=target, batch_size=100, concurrency=2, id_column="house_id"
+    )
     process = start_batch(tmp_path, *argv)
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and process.alive():
-            if checkpoint.exists() and len(json.loads(checkpoint.read_text())["completed"]) >= 20:
-                break
-            time.sleep(0.05)
+        wait_for_chunks(process, output, 20, timeout=90)
     finally:
         process.kill()
-    done_before = len(json.loads(checkpoint.read_text())["completed"])
+    done_before = len(checkpoint(output)["completed"])
     assert process.returncode == -9 and 20 <= done_before < 400, "the kill missed the run"
     assert not output.exists()
 
-    code, _, err = run_batch(
-        *argv[:4],
-        "--model",
-        "housing_sklearn",
-        "--target",
-        model_server.address("grpc"),
-        "--batch-size",
-        "100",
-    )
+    code, _, err = run_batch(*batch_args(source, output, target=target, batch_size=100))
     assert code == 2 and "--resume" in err  # refuses to silently restart over the parts
 
     code, summary, err = run_batch(*argv, "--resume")  # in-process: TF is already imported
@@ -219,18 +172,7 @@ def test_unavailable_upstream_is_retried_until_the_server_comes_up(
     server.start()
     try:
         code, summary, err = run_batch(
-            "--input",
-            str(source),
-            "--output",
-            str(output),
-            "--model",
-            "housing_sklearn",
-            "--target",
-            server.address("grpc"),
-            "--batch-size",
-            "100",
-            "--retries",
-            "12",
+            *batch_args(source, output, target=server.address("grpc"), batch_size=100, retries=12)
         )
     finally:
         server.stop()
@@ -250,15 +192,6 @@ def test_no_retries_means_unavailable_fails_in_one_line(
     source = tmp_path / "h.csv"
     houses.head(5).to_csv(source, index=False)
     code, _, err = run_batch(
-        "--input",
-        str(source),
-        "--output",
-        str(tmp_path / "o.parquet"),
-        "--model",
-        "housing_sklearn",
-        "--retries",
-        "0",
-        "--target",
-        f"127.0.0.1:{free_port()}",
+        *batch_args(source, tmp_path / "o.parquet", retries=0, target=f"127.0.0.1:{free_port()}")
     )
     assert code == 2 and "UNAVAILABLE" in err and err.count("\n") == 1

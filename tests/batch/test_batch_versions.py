@@ -11,6 +11,7 @@ import json
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,16 @@ from core.contract import EXAMPLE_INSTANCE, FEATURES, SKLEARN_MODEL
 from core.process import ManagedProcess
 from core.tfserving import TFServingClient
 from load_tests import stack
-from tests.batch.conftest import expected, newer_model, run_batch, start_batch
+from tests.batch.conftest import (
+    batch_args,
+    checkpoint,
+    expected,
+    newer_model,
+    resampled,
+    run_batch,
+    start_batch,
+    wait_for_chunks,
+)
 from training.repository import ModelRepository
 
 
@@ -37,9 +47,8 @@ def test_default_run_uses_the_stable_label_not_the_newest_version(
     source, output = tmp_path / "h.parquet", tmp_path / "o.parquet"
     houses.head(400).to_parquet(source)
     code, summary, err = run_batch(
-        "--input", str(source), "--output", str(output), "--model", SKLEARN_MODEL,
-        "--target", model_server.address("grpc"), "--batch-size", "50",
-    )  # fmt: skip
+        *batch_args(source, output, target=model_server.address("grpc"), batch_size=50)
+    )
     assert code == 0, err
     assert (summary["model"], summary["version"], summary["label"]) == (SKLEARN_MODEL, 1, "stable")
     assert "version 1 (label 'stable')" in err
@@ -57,9 +66,8 @@ def test_an_explicit_version_is_used_and_recorded(
     source, output = tmp_path / "h.csv", tmp_path / "o.csv"
     houses.head(120).to_csv(source, index=False)
     code, summary, err = run_batch(
-        "--input", str(source), "--output", str(output), "--model", SKLEARN_MODEL,
-        "--target", model_server.address("grpc"), "--version", "2", "--batch-size", "50",
-    )  # fmt: skip
+        *batch_args(source, output, target=model_server.address("grpc"), version=2, batch_size=50)
+    )
     assert code == 0, err
     assert (summary["version"], summary["requested_version"], summary["label"]) == (2, 2, None)
     scored = pd.read_csv(output)
@@ -105,79 +113,71 @@ def move_stable(repo: ModelRepository, server: ManagedProcess, version: int) -> 
 
 @pytest.fixture
 def big(houses: pd.DataFrame, tmp_path: Path) -> tuple[Path, pd.DataFrame]:
-    frame = houses.sample(20_000, replace=True, random_state=3).reset_index(drop=True)
-    path = tmp_path / "big.parquet"
-    frame.to_parquet(path, index=False)
-    return path, frame
+    return resampled(houses, 20_000, tmp_path / "big.parquet", seed=3)
 
 
-def completed(output: Path) -> list[int]:
-    checkpoint = Path(str(output) + ".parts") / "checkpoint.json"
-    return json.loads(checkpoint.read_text())["completed"] if checkpoint.exists() else []
+@dataclass
+class Run:
+    process: ManagedProcess
+    argv: list[str]
+    output: Path
+
+
+def start_on_stable_v1(movable: Any, source: Path, folder: Path, concurrency: int) -> Run:
+    """With ``stable`` on v1, a batch-score run of ``source`` (own process) 5 chunks in."""
+    repo, server = movable
+    move_stable(repo, server, 1)
+    output = folder / "o.parquet"
+    argv = batch_args(
+        source, output, target=server.address("grpc"), batch_size=50, concurrency=concurrency
+    )
+    process = start_batch(folder, *argv)
+    try:
+        wait_for_chunks(process, output, 5)
+    except BaseException:
+        process.kill()
+        raise
+    return Run(process, argv, output)
 
 
 def test_a_label_moved_mid_run_does_not_change_the_version(
     movable: Any, batch_models: Any, big: tuple[Path, pd.DataFrame], tmp_path: Path
 ) -> None:
-    repo, server = movable
-    move_stable(repo, server, 1)
     source, frame = big
-    output = tmp_path / "o.parquet"
-    argv = [
-        "--input", str(source), "--output", str(output), "--model", SKLEARN_MODEL,
-        "--target", server.address("grpc"), "--batch-size", "50", "--concurrency", "2",
-    ]  # fmt: skip
-    run = start_batch(tmp_path, *argv)
+    run = start_on_stable_v1(movable, source, tmp_path, concurrency=2)
     try:
-        deadline = time.monotonic() + 120
-        while len(completed(output)) < 5:
-            assert run.alive() and time.monotonic() < deadline, run.log_tail()
-            time.sleep(0.05)
-        move_stable(repo, server, 2)
-        assert run.alive(), "the run ended before the label moved: give it more rows"
-        assert run.wait(300) == 0, run.log_tail()
+        move_stable(*movable, 2)
+        assert run.process.alive(), "the run ended before the label moved: give it more rows"
+        assert run.process.wait(300) == 0, run.process.log_tail()
     finally:
-        run.stop()
-    scored = pd.read_parquet(output)
-    assert len(scored) == 20_000 and scored_versions(output) == {1}
+        run.process.stop()
+    scored = pd.read_parquet(run.output)
+    assert len(scored) == 20_000 and scored_versions(run.output) == {1}
     np.testing.assert_allclose(
         scored["predicted_median_house_value"], expected(batch_models[1], frame),
         rtol=1e-4, atol=1.0,
     )  # fmt: skip
-    summary = json.loads(Path(str(output) + ".summary.json").read_text())
+    summary = json.loads(Path(str(run.output) + ".summary.json").read_text())
     assert (summary["version"], summary["label"]) == (1, "stable")
 
 
 def test_a_resumed_run_keeps_its_checkpoints_version(
     movable: Any, batch_models: Any, big: tuple[Path, pd.DataFrame], tmp_path: Path
 ) -> None:
-    repo, server = movable
-    move_stable(repo, server, 1)
     source, frame = big
-    output = tmp_path / "o.parquet"
-    argv = [
-        "--input", str(source), "--output", str(output), "--model", SKLEARN_MODEL,
-        "--target", server.address("grpc"), "--batch-size", "50", "--concurrency", "1",
-    ]  # fmt: skip
-    run = start_batch(tmp_path, *argv)
-    try:
-        deadline = time.monotonic() + 120
-        while len(completed(output)) < 5:
-            assert run.alive() and time.monotonic() < deadline, run.log_tail()
-            time.sleep(0.05)
-    finally:
-        run.kill()
-    checkpoint = json.loads((Path(str(output) + ".parts") / "checkpoint.json").read_text())
-    assert checkpoint["served"] == {"model": SKLEARN_MODEL, "version": 1}
-    move_stable(repo, server, 2)  # a promotion between the two runs
+    run = start_on_stable_v1(movable, source, tmp_path, concurrency=1)
+    run.process.kill()
+    assert checkpoint(run.output)["served"] == {"model": SKLEARN_MODEL, "version": 1}
+    move_stable(*movable, 2)  # a promotion between the two runs
 
-    code, summary, err = run_batch(*argv, "--resume")
+    code, summary, err = run_batch(*run.argv, "--resume")
     assert code == 0, err
     assert "resuming with housing_sklearn version 1" in err
     assert summary["version"] == 1 and summary["resumed_chunks"] >= 5
-    assert scored_versions(output) == {1}
+    assert scored_versions(run.output) == {1}
+    scored = pd.read_parquet(run.output)
     np.testing.assert_allclose(
-        pd.read_parquet(output)["predicted_median_house_value"], expected(batch_models[1], frame),
+        scored["predicted_median_house_value"], expected(batch_models[1], frame),
         rtol=1e-4, atol=1.0,
     )  # fmt: skip
 

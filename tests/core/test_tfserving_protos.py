@@ -1,9 +1,11 @@
-"""The committed TF Serving protocol modules: current, identical to TensorFlow's, TF-free."""
+"""The generated TF Serving protocol modules: present, current, identical to TensorFlow's,
+TF-free, and a clear error where they were never generated."""
 
 from __future__ import annotations
 
 import ast
 import importlib
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +16,8 @@ import core.tfserving_protos
 from core.paths import REPO_ROOT
 
 PACKAGE_DIR = Path(core.tfserving_protos.__file__).parent
-PROTOS = sorted(p.relative_to(PACKAGE_DIR / "proto") for p in PACKAGE_DIR.glob("proto/**/*.proto"))
+PROTO_DIR = PACKAGE_DIR / "third_party"
+PROTOS = sorted(p.relative_to(PROTO_DIR) for p in PROTO_DIR.glob("**/*.proto"))
 TF_ROOTS = (
     "tensorflow_serving.apis.prediction_service_pb2",
     "tensorflow_serving.apis.model_service_pb2",
@@ -39,16 +42,58 @@ def serialized_file(module_file: str) -> bytes:
     raise AssertionError(f"{module_file} registers no file")
 
 
-def test_generated_code_matches_the_protos() -> None:
+def regenerate(*flags: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
     # protoc runs in its own process: it must not share one with TensorFlow's protobuf.
-    result = subprocess.run(
-        [sys.executable, "-m", "core.tfserving_protos.regenerate", "--check"],
-        cwd=REPO_ROOT,
+    return subprocess.run(
+        [sys.executable, "-m", "core.tfserving_protos.regenerate", *flags],
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def test_the_installed_modules_match_the_protos() -> None:
+    """The install generated them (setup.py) and they match a fresh generation."""
+    result = regenerate("--check")
     assert result.returncode == 0, result.stderr
+
+
+IMPORT_PREDICT = "from core.tfserving_protos.tensorflow_serving.apis import predict_pb2"
+
+
+def test_a_checkout_never_installed_says_how_to_generate_them(tmp_path: Path) -> None:
+    """A bare checkout lacks the modules: importing one names the fix, --check fails, and
+    regenerating (what the install runs) makes them importable and current."""
+    bare = tmp_path / "core" / "tfserving_protos"
+    bare.mkdir(parents=True)
+    shutil.copyfile(REPO_ROOT / "core" / "__init__.py", tmp_path / "core" / "__init__.py")
+    for name in ("__init__.py", "regenerate.py"):
+        shutil.copyfile(PACKAGE_DIR / name, bare / name)
+    shutil.copytree(PROTO_DIR, bare / "third_party")
+    run = [sys.executable, "-c", IMPORT_PREDICT]
+
+    missing = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 1
+    last = missing.stderr.strip().splitlines()[-1]
+    assert "core.tfserving_protos.tensorflow_serving is generated" in last, missing.stderr
+    assert "make install" in last and "python -m core.tfserving_protos.regenerate" in last
+
+    stale = regenerate("--check", cwd=tmp_path)
+    assert stale.returncode == 1
+    assert "stale: tensorflow_serving/apis/predict_pb2.py" in stale.stderr.splitlines()
+
+    assert regenerate(cwd=tmp_path).returncode == 0
+    assert regenerate("--check", cwd=tmp_path).returncode == 0
+    found = subprocess.run(
+        [sys.executable, "-c", f"{IMPORT_PREDICT}; print(predict_pb2.__file__)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert found.returncode == 0, found.stderr
+    assert Path(found.stdout.strip()) == bare / "tensorflow_serving" / "apis" / "predict_pb2.py"
 
 
 def test_the_protos_cover_the_services_and_the_config() -> None:

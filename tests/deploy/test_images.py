@@ -82,6 +82,19 @@ def test_images_hold_every_package_and_start_the_real_cli(dockerfile: Path) -> N
         assert (REPO_ROOT / relative).is_file() and f"COPY {relative} {relative}" in text
 
 
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_images_take_the_protocol_modules_their_install_generated(dockerfile: Path) -> None:
+    """The checkout has no core/tfserving_protos stubs: the build stage's ``pip install``
+    generates them (setup.py), and the runtime stage copies them over its ``core/``."""
+    text = dockerfile.read_text()
+    build, runtime = re.split(r"^FROM\s+\S+\s+AS\s+runtime\s*$", text, flags=re.MULTILINE)
+    assert re.search(r"^COPY\s[^\n]*\bsetup\.py\b", build, flags=re.MULTILINE)
+    assert re.search(r"^RUN pip install\b", build, flags=re.MULTILINE)
+    stubs = "COPY --from=build /src/core/tfserving_protos/ core/tfserving_protos/"
+    assert stubs in runtime
+    assert runtime.index("COPY core/ core/") < runtime.index(stubs), "copied over, not under"
+
+
 def test_the_vertex_serving_image_opts_out_of_gateway_keys() -> None:
     """Its gateway binds 0.0.0.0 (stack --bind=0.0.0.0) behind Vertex AI's own IAM check:
     without the opt-out (or keys) the gateway refuses to start."""

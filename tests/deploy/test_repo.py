@@ -69,7 +69,7 @@ def test_no_reference_to_a_file_that_does_not_exist() -> None:
     missing = []
     for name in tracked:
         path = REPO_ROOT / name
-        if not name.endswith(suffixes) or "tfserving_protos" in name or not path.is_file():
+        if not name.endswith(suffixes) or not path.is_file():
             continue
         for ref in {m[1] for m in REPO_PATH.finditer(path.read_text(errors="replace"))}:
             if ref not in NOT_PATHS and "NAME" not in ref and not (REPO_ROOT / ref).exists():
@@ -87,8 +87,6 @@ def test_imports_only_run_down_the_layers() -> None:
     upward = []
     for layer in LAYERS:
         for path in (REPO_ROOT / layer).rglob("*.py"):
-            if "tfserving_protos" in path.parts:
-                continue
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Import):
                     names = [alias.name for alias in node.names]
@@ -110,6 +108,6 @@ def test_processes_are_started_by_the_one_launcher() -> None:
     for layer in LAYERS:
         for path in (REPO_ROOT / layer).rglob("*.py"):
             text = path.read_text()
-            if "tfserving_protos" not in path.parts and any(n in text for n in needles):
+            if any(n in text for n in needles):
                 found.append(str(path.relative_to(REPO_ROOT)))
     assert found == ["core/process.py"], found

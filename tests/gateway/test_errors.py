@@ -134,26 +134,23 @@ async def test_one_deadline_bounds_fallback_and_retries(make_client, behaviour):
     assert asked == ["stable", None]  # the fallback ran on what was left, then the budget ended
 
 
-async def test_unavailable_is_retried_then_served(client, behaviour):
-    behaviour.fail_unavailable = 2
-    r = await client.post("/v1/predict", json=BODY)
-    assert r.status_code == 200
-    assert len([c for c in behaviour.calls if c.method == "Predict"]) == 3
-
-
-async def test_unavailable_beyond_the_retries_is_503(make_client, behaviour):
-    behaviour.fail_unavailable = 5
-    async with make_client(retries=1) as client:
+@pytest.mark.parametrize(
+    ("upstream_does", "settings", "status", "attempts"),
+    [
+        ({"fail_unavailable": 2}, {}, 200, 3),
+        ({"fail_unavailable": 5}, {"retries": 1}, 503, 2),
+        ({"predict_error": (grpc.StatusCode.INTERNAL, "boom")}, {}, 502, 1),
+    ],
+    ids=["unavailable_is_retried_then_served", "unavailable_beyond_the_retries_is_503",
+         "other_codes_are_not_retried"],
+)  # fmt: skip
+async def test_retries(make_client, behaviour, upstream_does, settings, status, attempts):
+    for name, value in upstream_does.items():
+        setattr(behaviour, name, value)
+    async with make_client(**settings) as client:
         r = await client.post("/v1/predict", json=BODY)
-    assert r.status_code == 503
-    assert len([c for c in behaviour.calls if c.method == "Predict"]) == 2
-
-
-async def test_other_codes_are_not_retried(client, behaviour):
-    behaviour.predict_error = (grpc.StatusCode.INTERNAL, "boom")
-    r = await client.post("/v1/predict", json=BODY)
-    assert r.status_code == 502
-    assert len([c for c in behaviour.calls if c.method == "Predict"]) == 1
+    assert r.status_code == status
+    assert len([c for c in behaviour.calls if c.method == "Predict"]) == attempts
 
 
 async def test_slow_upstream_hits_the_deadline_504(make_client, behaviour):

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 from core.contract import EXAMPLE_INSTANCE
-from core.paths import REPO_ROOT
+from tests.commands import run_python
 from tests.fake_upstream import FakeUpstream
 
 SERVE_ONE_REQUEST = """
@@ -40,19 +38,12 @@ def test_serving_a_request_does_not_import_tensorflow(tmp_path) -> None:
     upstream = FakeUpstream().start()
     upstream.servicer.reset()
     try:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                SERVE_ONE_REQUEST,
-                upstream.target,
-                str(tmp_path / "log.sqlite3"),
-                json.dumps(EXAMPLE_INSTANCE),
-            ],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
+        result = run_python(
+            "-c",
+            SERVE_ONE_REQUEST,
+            upstream.target,
+            str(tmp_path / "log.sqlite3"),
+            json.dumps(EXAMPLE_INSTANCE),
         )
     finally:
         upstream.stop()

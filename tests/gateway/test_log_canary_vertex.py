@@ -79,23 +79,28 @@ def test_canary_bucket_is_sticky_and_uniform():
     assert 0.09 < share < 0.11
 
 
+async def served_versions(client, prefix: str, requests: int) -> list[int]:
+    """One prediction per request id ``{prefix}-{i}``; the version that answered each."""
+    versions = []
+    for i in range(requests):
+        r = await client.post(
+            "/v1/predict", json={"instances": [INSTANCE]}, headers={"x-request-id": f"{prefix}-{i}"}
+        )
+        assert r.status_code == 200, r.text
+        versions.append(r.json()["model"]["version"])
+    return versions
+
+
 async def test_canary_split_sends_about_the_configured_share(make_client, behaviour):
     behaviour.labels["housing_sklearn"] = {"stable": 1, "canary": 2}
     n = 400
     async with make_client(canary_percent=25) as client:
-        versions = []
-        for i in range(n):
-            r = await client.post(
-                "/v1/predict", json={"instances": [INSTANCE]}, headers={"x-request-id": f"c-{i}"}
-            )
-            versions.append(r.json()["model"]["version"])
-        again = await client.post(
-            "/v1/predict", json={"instances": [INSTANCE]}, headers={"x-request-id": "c-0"}
-        )
+        versions = await served_versions(client, "c", n)
+        again = await served_versions(client, "c", 1)
         text = (await client.get("/metrics")).text
     share = versions.count(2) / n
     assert 0.20 < share < 0.30, share
-    assert again.json()["model"]["version"] == versions[0]  # sticky by request id
+    assert again == versions[:1]  # sticky by request id
     labels = [c.label for c in behaviour.calls if c.method == "Predict"]
     assert set(labels) == {"stable", "canary"}
     # metrics show both versions serving
@@ -108,11 +113,7 @@ async def test_canary_split_sends_about_the_configured_share(make_client, behavi
 async def test_canary_falls_back_when_the_model_has_no_labels(make_client, behaviour):
     behaviour.labels["housing_sklearn"] = {}
     async with make_client(canary_percent=50) as client:
-        for i in range(4):
-            r = await client.post(
-                "/v1/predict", json={"instances": [INSTANCE]}, headers={"x-request-id": f"f-{i}"}
-            )
-            assert r.status_code == 200 and r.json()["model"]["version"] == 2
+        assert await served_versions(client, "f", 4) == [2] * 4
     labels = [c.label for c in behaviour.calls if c.method == "Predict"]
     first = labels[: labels.index(None) + 1]
     assert first in (["stable", None], ["canary", "stable", None])
@@ -123,11 +124,7 @@ async def test_canary_share_goes_to_stable_when_there_is_no_canary_label(make_cl
     """Never to the highest version (here 2, an unpromoted candidate)."""
     behaviour.labels["housing_sklearn"] = {"stable": 1}
     async with make_client(canary_percent=50) as client:
-        for i in range(20):
-            r = await client.post(
-                "/v1/predict", json={"instances": [INSTANCE]}, headers={"x-request-id": f"s-{i}"}
-            )
-            assert r.status_code == 200 and r.json()["model"]["version"] == 1
+        assert await served_versions(client, "s", 20) == [1] * 20
     labels = [c.label for c in behaviour.calls if c.method == "Predict"]
     assert set(labels) == {"stable", "canary"} and labels.count("canary") == 1
 

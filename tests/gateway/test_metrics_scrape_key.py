@@ -3,21 +3,19 @@ credentials file (the set-up the README documents); a scrape without a key is re
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
-from core.process import LOOPBACK, ManagedProcess, free_port, http_ok
+from core.process import LOOPBACK, free_port, http_ok
 from load_tests import stack as launch
 
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
-
-@pytest.mark.skipif(not Path(PROMETHEUS).exists(), reason="the prometheus server is not installed")
+@pytest.mark.skipif(
+    not Path(launch.PROMETHEUS).exists(), reason="the prometheus server is not installed"
+)
 def test_prometheus_scrapes_an_authenticated_gateway_with_a_scrape_key(tmp_path: Path) -> None:
     gateway = launch.gateway(
         {"housing_sklearn": f"{LOOPBACK}:{free_port()}"},  # no upstream needed
@@ -31,7 +29,6 @@ def test_prometheus_scrapes_an_authenticated_gateway_with_a_scrape_key(tmp_path:
     target = gateway.address("http")
     key_file = tmp_path / "scrape.key"
     key_file.write_text("scrape-key\n")
-    port = free_port()
     config = {
         "global": {"scrape_interval": "1s"},
         "scrape_configs": [
@@ -43,26 +40,17 @@ def test_prometheus_scrapes_an_authenticated_gateway_with_a_scrape_key(tmp_path:
             {"job_name": "without-key", "static_configs": [{"targets": [target]}]},
         ],
     }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    prometheus = ManagedProcess(
-        "prometheus",
-        [
-            PROMETHEUS,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address={LOOPBACK}:{port}",
-        ],
-        tmp_path / "prometheus.log",
-    )
+    prometheus = launch.prometheus(config, tmp_path)
+    api = prometheus.url()
     with gateway, prometheus:
         gateway.wait_ready(http_ok(f"http://{target}/livez"))
-        prometheus.wait_ready(http_ok(f"http://{LOOPBACK}:{port}/-/ready"))
+        prometheus.wait_ready(http_ok(f"{api}/-/ready"))
         # poll the targets until the keyed scrape has succeeded (a first scrape of a busy,
         # just started gateway may time out) and the keyless one has been answered
         targets: dict[str, dict] = {}
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            answer = httpx.get(f"http://{LOOPBACK}:{port}/api/v1/targets", timeout=5).json()
+            answer = httpx.get(f"{api}/api/v1/targets", timeout=5).json()
             targets = {t["labels"]["job"]: t for t in answer["data"]["activeTargets"]}
             keyed, keyless = targets.get("with-key", {}), targets.get("without-key", {})
             if keyed.get("health") == "up" and "401" in keyless.get("lastError", ""):
@@ -72,6 +60,7 @@ def test_prometheus_scrapes_an_authenticated_gateway_with_a_scrape_key(tmp_path:
         assert targets["without-key"]["health"] == "down"
         assert "401" in targets["without-key"]["lastError"]
         query = 'housing_gateway_in_flight_requests{job="with-key"}'
-        api = f"http://{LOOPBACK}:{port}/api/v1/query"
-        result = httpx.get(api, params={"query": query}, timeout=5).json()["data"]["result"]
+        result = httpx.get(f"{api}/api/v1/query", params={"query": query}, timeout=5).json()[
+            "data"
+        ]["result"]
         assert len(result) == 1

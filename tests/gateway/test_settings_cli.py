@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 
 import pytest
 from pydantic import ValidationError
 
 from core.errors import UserError
-from core.paths import REPO_ROOT
 from service.gateway import cli
 from service.gateway.ranges import TRAINING_RANGES
 from service.gateway.settings import GatewaySettings
+from tests.commands import run_python
 
 
 def test_documented_env_names(monkeypatch, tmp_path):
@@ -162,27 +160,17 @@ def test_allow_unauthenticated_is_a_plain_flag():
 
 
 def test_an_exposed_gateway_without_keys_refuses_to_start():
-    result = subprocess.run(
-        [sys.executable, "-m", "core.cli", "serve", "gateway", "--host", "0.0.0.0"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_python(
+        "-m", "core.cli", "serve", "gateway", "--host", "0.0.0.0",
         env={k: v for k, v in os.environ.items() if not k.startswith("HOUSING_")},
-    )
+    )  # fmt: skip
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert "no API keys" in line and "--allow-unauthenticated" in line
 
 
 def test_housing_serve_gateway_exits_2_with_one_line():
-    result = subprocess.run(
-        [sys.executable, "-m", "core.cli", "serve", "gateway", "--upstream", "x"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_python("-m", "core.cli", "serve", "gateway", "--upstream", "x")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("housing: error: --upstream expects")
 

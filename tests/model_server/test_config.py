@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import grpc
 import pytest
 
-from core.paths import REPO_ROOT
 from service.model_server.cli import add_arguments, options_from_args
 from service.model_server.config import (
     ConfigError,
@@ -18,6 +14,7 @@ from service.model_server.config import (
 )
 from service.model_server.control import SECRET_METADATA, ReloadPolicy, is_loopback_peer
 from service.model_server.errors import ServingError
+from tests.commands import run_python
 
 
 def test_batching_parameters_text_proto(tmp_path):
@@ -97,13 +94,7 @@ def test_flags_follow_tf_serving(tmp_path):
 
 
 def test_bad_flags_exit_with_one_line(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "service.model_server", "--model_name", "x"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_python("-m", "service.model_server", "--model_name", "x")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("model-server: error:")
     assert "--model_base_path" in result.stderr

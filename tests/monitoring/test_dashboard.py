@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core.contract import FEATURES, SKLEARN_MODEL, TARGET
 from core.paths import REPO_ROOT
-from core.process import LOOPBACK, ManagedProcess, free_port, http_ok
+from core.process import LOOPBACK, free_port, http_ok
 from load_tests import models, stack
 from service.monitoring.simulate import instances
 from training.reference import reference_sample, write_reference
@@ -30,7 +30,6 @@ GRAFANA_DIR = REPO_ROOT / "deploy" / "grafana"
 DASHBOARD = GRAFANA_DIR / "dashboards" / "housing.json"
 TFSERVING_DIR = REPO_ROOT / "deploy" / "tfserving"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 # Grafana's interval variables, as Prometheus sees them once Grafana substitutes them.
 GRAFANA_VARIABLES = {"$__rate_interval": "30s", "$__interval": "15s", "$__range": "5m"}
 METRIC_NAME = re.compile(r"\b((?:housing|model_server)_[a-zA-Z0-9_]+)\b")
@@ -134,7 +133,6 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory, split) -> Iterator[d
             "HOUSING_DRIFT_LABELS_PATH": str(labels_path),
         },
     )
-    prometheus_port = free_port()
     procs = []
     try:
         rest = server.url("rest")
@@ -154,18 +152,8 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory, split) -> Iterator[d
                 },
             ],
         }
-        (root / "prometheus.yml").write_text(yaml.safe_dump(config))
-        prometheus = ManagedProcess(
-            "prometheus",
-            [
-                PROMETHEUS,
-                f"--config.file={root / 'prometheus.yml'}",
-                f"--storage.tsdb.path={root / 'prometheus-data'}",
-                f"--web.listen-address={LOOPBACK}:{prometheus_port}",
-            ],
-            root / "prometheus.log",
-        )
-        api = f"http://{LOOPBACK}:{prometheus_port}"
+        prometheus = stack.prometheus(config, root)
+        api = prometheus.url()
         prometheus.start().wait_ready(http_ok(f"{api}/-/ready"), 60)
         procs.append(prometheus)
         rows = split.test.sample(80, random_state=3)
@@ -203,7 +191,9 @@ def wait_for_a_drift_run(gateway: str, timeout: float = 60) -> None:
     raise AssertionError(f"no successful drift run within {timeout:.0f} s")
 
 
-@pytest.mark.skipif(not Path(PROMETHEUS).exists(), reason="the prometheus server is not installed")
+@pytest.mark.skipif(
+    not Path(stack.PROMETHEUS).exists(), reason="the prometheus server is not installed"
+)
 def test_every_query_names_exported_metrics_and_returns_data(running_stack: dict) -> None:
     exported = exported_names(httpx.get(f"{running_stack['gateway']}/metrics").text)
     exported |= exported_names(

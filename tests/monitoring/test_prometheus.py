@@ -14,12 +14,11 @@ import pytest
 import yaml
 
 from core.paths import REPO_ROOT
-from core.process import ManagedProcess, free_port, http_ok
+from core.process import free_port, http_ok
 from load_tests import stack
 
 PROMETHEUS_DIR = REPO_ROOT / "deploy" / "prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 needs_promtool = pytest.mark.skipif(
     not Path(PROMTOOL).exists(), reason="promtool is not installed (Debian package prometheus)"
@@ -70,7 +69,9 @@ def gateway(tmp_path: Path) -> Iterator[str]:
         yield process.address("http")
 
 
-@pytest.mark.skipif(not Path(PROMETHEUS).exists(), reason="the prometheus server is not installed")
+@pytest.mark.skipif(
+    not Path(stack.PROMETHEUS).exists(), reason="the prometheus server is not installed"
+)
 def test_real_prometheus_scrapes_the_gateway(tmp_path: Path, gateway: str) -> None:
     # One request so the gateway has a labelled request counter (503/504: no upstream).
     instance = {
@@ -87,7 +88,6 @@ def test_real_prometheus_scrapes_the_gateway(tmp_path: Path, gateway: str) -> No
     answer = httpx.post(f"http://{gateway}/v1/predict", json={"instances": [instance]}, timeout=30)
     assert answer.status_code in {503, 504}
 
-    port = free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(PROMETHEUS_DIR / "rules.yml")],
@@ -95,22 +95,14 @@ def test_real_prometheus_scrapes_the_gateway(tmp_path: Path, gateway: str) -> No
             {"job_name": "gateway", "static_configs": [{"targets": [gateway]}]},
         ],
     }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    command = [
-        PROMETHEUS,
-        f"--config.file={tmp_path / 'prometheus.yml'}",
-        f"--storage.tsdb.path={tmp_path / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-    ]
-    process = ManagedProcess("prometheus", command, tmp_path / "prometheus.log").start()
+    process = stack.prometheus(config, tmp_path).start()
+    api = process.url()
     try:
-        process.wait_ready(http_ok(f"http://127.0.0.1:{port}/-/ready"), timeout=60)
+        process.wait_ready(http_ok(f"{api}/-/ready"), timeout=60)
         query = 'sum by (code) (housing_gateway_requests_total{route="/v1/predict"})'
         deadline, result = time.monotonic() + 60, []
         while time.monotonic() < deadline and not result:
-            response = httpx.get(
-                f"http://127.0.0.1:{port}/api/v1/query", params={"query": query}, timeout=5
-            )
+            response = httpx.get(f"{api}/api/v1/query", params={"query": query}, timeout=5)
             assert response.status_code == 200 and response.json()["status"] == "success"
             result = response.json()["data"]["result"]
             time.sleep(0.5)
@@ -118,7 +110,7 @@ def test_real_prometheus_scrapes_the_gateway(tmp_path: Path, gateway: str) -> No
         (sample,) = result
         assert sample["metric"]["code"] == str(answer.status_code)
         assert float(sample["value"][1]) == 1.0
-        rules = httpx.get(f"http://127.0.0.1:{port}/api/v1/rules", timeout=5).json()
+        rules = httpx.get(f"{api}/api/v1/rules", timeout=5).json()
         names = {r["name"] for g in rules["data"]["groups"] for r in g["rules"]}
         assert {"GatewayHighErrorRate", "DataDriftDetected", "ModelServerDown"} <= names
     finally:

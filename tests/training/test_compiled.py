@@ -19,6 +19,7 @@ from core.digests import sha256_file
 from core.errors import UserError
 from pipelines.train_sklearn import train_sklearn
 from service.model_server.servables import SklearnServable
+from tests.training.conftest import QUICK
 from training import compiled
 from training.compiled import (
     COMPILED_NAME,
@@ -36,21 +37,12 @@ from training.compiled import (
 from training.repository import load_sklearn_model
 
 pytestmark = pytest.mark.usefixtures("one_openmp_thread")
-QUICK = {"max_iter": 40, "n_models": 2}
 
 
 @pytest.fixture(scope="module")
-def published(tmp_path_factory, split) -> Path:
-    results = train_sklearn(
-        tmp_path_factory.mktemp("models"),
-        sample=2_000,
-        n_jobs=1,
-        runs_dir=tmp_path_factory.mktemp("runs"),
-        params=QUICK,
-        split=split,
-    )
-    assert results["model"] == SKLEARN_MODEL
-    return Path(results["path"])
+def published(quick_sklearn) -> Path:
+    assert quick_sklearn["model"] == SKLEARN_MODEL
+    return Path(quick_sklearn["path"])
 
 
 @pytest.fixture(scope="module")

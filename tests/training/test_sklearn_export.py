@@ -1,7 +1,7 @@
 """Train -> publish -> load in a fresh process -> predict; manifests; tampering; evaluate.
 
 One small model (2,000 training rows, few boosting rounds) is trained once per session and
-published into a temporary repository; the tests read it from there.
+published into a temporary repository (``quick_sklearn``); the tests read it from there.
 """
 
 from __future__ import annotations
@@ -29,23 +29,12 @@ from training.repository import (
 )
 
 pytestmark = pytest.mark.usefixtures("one_openmp_thread")
-QUICK = {"max_iter": 40, "n_models": 2}
 
 
-@pytest.fixture(scope="module")
-def published(tmp_path_factory, split) -> dict:
-    models_dir = tmp_path_factory.mktemp("models")
-    runs_dir = tmp_path_factory.mktemp("runs")
-    results = train_sklearn(
-        models_dir, sample=2_000, n_jobs=1, runs_dir=runs_dir, params=QUICK, split=split
-    )
-    return {**results, "models_dir": models_dir, "runs_dir": runs_dir}
-
-
-def test_results_and_manifest_have_the_shared_keys(published):
-    assert published["model"] == SKLEARN_MODEL
-    assert published["version"] == 1
-    version_dir = Path(published["path"])
+def test_results_and_manifest_have_the_shared_keys(quick_sklearn):
+    assert quick_sklearn["model"] == SKLEARN_MODEL
+    assert quick_sklearn["version"] == 1
+    version_dir = Path(quick_sklearn["path"])
     manifest = json.loads((version_dir / "manifest.json").read_text())
     for key in (
         "model",
@@ -63,7 +52,7 @@ def test_results_and_manifest_have_the_shared_keys(published):
     ):
         assert key in manifest, key
     assert manifest["platform"] == "sklearn"
-    assert manifest["metrics"] == published["metrics"]
+    assert manifest["metrics"] == quick_sklearn["metrics"]
     assert manifest["metrics"]["test_rows"] == 4_128
     low, high = manifest["metrics"]["test_rmse_ci95_t"]
     assert low < manifest["metrics"]["test_rmse"] < high
@@ -78,27 +67,27 @@ def test_results_and_manifest_have_the_shared_keys(published):
     )
     # A sampled, overridden run is not the CV-selected model: no CV evidence is claimed.
     assert "cv_rmse" not in manifest["metrics"]
-    results = json.loads(Path(published["results_path"]).read_text())
+    results = json.loads(Path(quick_sklearn["results_path"]).read_text())
     assert results["version"] == 1
-    assert Path(published["results_path"]).is_relative_to(published["runs_dir"])
+    assert Path(quick_sklearn["results_path"]).is_relative_to(quick_sklearn["runs_dir"])
 
 
-def test_reference_sample_and_models_config(published):
-    version_dir = Path(published["path"])
+def test_reference_sample_and_models_config(quick_sklearn):
+    version_dir = Path(quick_sklearn["path"])
     reference = pd.read_parquet(version_dir / "reference.parquet")
     assert len(reference) == 2_000
     assert list(reference.columns) == [*FEATURES, TARGET, "prediction"]
     assert np.isfinite(reference["prediction"]).all()
-    config = read_config_file(published["models_dir"] / "models.config")
+    config = read_config_file(quick_sklearn["models_dir"] / "models.config")
     entries = {c.name: c for c in config.model_config_list.config}
     assert entries[SKLEARN_MODEL].model_platform == "sklearn"
     assert entries[SKLEARN_MODEL].base_path == SKLEARN_MODEL
 
 
-def test_fresh_process_loads_and_predicts_the_same(published, split, tmp_path):
+def test_fresh_process_loads_and_predicts_the_same(quick_sklearn, split, tmp_path):
     """The joblib artifact needs only importable modules (no __main__ pickling trap), and
     a fresh process scoring the full test split gets the manifest's test RMSE."""
-    version_dir = Path(published["path"])
+    version_dir = Path(quick_sklearn["path"])
     X_test, y_test = features_and_target(split.test)  # noqa: N806
     in_process = load_sklearn_model(version_dir).predict(X_test[list(FEATURES)])
     out = tmp_path / "predictions.npy"
@@ -118,11 +107,11 @@ def test_fresh_process_loads_and_predicts_the_same(published, split, tmp_path):
     subprocess.run([sys.executable, "-c", script], check=True, timeout=180, env=env)
     fresh = np.load(out)
     np.testing.assert_array_equal(fresh, in_process)
-    assert rmse(y_test, fresh) == pytest.approx(published["metrics"]["test_rmse"], rel=1e-12)
+    assert rmse(y_test, fresh) == pytest.approx(quick_sklearn["metrics"]["test_rmse"], rel=1e-12)
 
 
-def test_missing_bedrooms_and_unknown_category_still_predict(published, split):
-    model = load_sklearn_model(Path(published["path"]))
+def test_missing_bedrooms_and_unknown_category_still_predict(quick_sklearn, split):
+    model = load_sklearn_model(Path(quick_sklearn["path"]))
     rows = split.test[list(FEATURES)].head(3).copy()
     rows["total_bedrooms"] = np.nan
     rows.loc[rows.index[1], "ocean_proximity"] = "ON THE MOON"
@@ -131,31 +120,31 @@ def test_missing_bedrooms_and_unknown_category_still_predict(published, split):
     assert np.isfinite(predictions).all()
 
 
-def test_model_behaves_sensibly_on_income(published, split):
+def test_model_behaves_sensibly_on_income(quick_sklearn, split):
     """Direction: the same district with a much higher income is predicted to be dearer."""
-    model = load_sklearn_model(Path(published["path"]))
+    model = load_sklearn_model(Path(quick_sklearn["path"]))
     rows = split.test[list(FEATURES)].head(200).copy()
     richer = rows.assign(median_income=rows["median_income"] * 3)
     assert np.mean(model.predict(richer)) > np.mean(model.predict(rows))
 
 
-def test_tampered_artifact_is_refused(published, tmp_path):
+def test_tampered_artifact_is_refused(quick_sklearn, tmp_path):
     import shutil
 
     copy = tmp_path / "copy"
-    shutil.copytree(Path(published["path"]), copy)
+    shutil.copytree(Path(quick_sklearn["path"]), copy)
     with open(copy / "model.joblib", "ab") as fh:
         fh.write(b"\0")
     with pytest.raises(ChecksumMismatch):
         load_sklearn_model(copy)
 
 
-def test_next_publish_is_version_two(published, split, tmp_path):
+def test_next_publish_is_version_two(quick_sklearn, split, tmp_path):
     """Publishing again into the same repository adds version 2 (a tiny forest here)."""
     models_dir = tmp_path / "models"
     import shutil
 
-    shutil.copytree(published["models_dir"], models_dir)
+    shutil.copytree(quick_sklearn["models_dir"], models_dir)
     results = train_sklearn(
         models_dir,
         sample=500,
@@ -171,12 +160,14 @@ def test_next_publish_is_version_two(published, split, tmp_path):
     assert results["hyperparameters"]["n_clusters"] == 45
 
 
-def test_evaluate_scores_like_the_manifest(published, tmp_path):
+def test_evaluate_scores_like_the_manifest(quick_sklearn, tmp_path):
     from pipelines.evaluate import evaluate
 
-    results = evaluate(published["models_dir"], permutation_repeats=1, runs_dir=tmp_path / "runs")
+    results = evaluate(
+        quick_sklearn["models_dir"], permutation_repeats=1, runs_dir=tmp_path / "runs"
+    )
     assert results["version"] == 1
-    assert results["metrics"]["test_rmse"] == pytest.approx(published["metrics"]["test_rmse"])
+    assert results["metrics"]["test_rmse"] == pytest.approx(quick_sklearn["metrics"]["test_rmse"])
     categories = results["by_income_category"]
     assert [row["income_cat"] for row in categories] == [1, 2, 3, 4, 5]
     assert sum(row["rows"] for row in categories) == 4_128

@@ -113,3 +113,10 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any, s
     except json.JSONDecodeError:
         payload = out
     return code, payload, err
+
+
+def upload(capsys: pytest.CaptureFixture[str], model: str = "housing_sklearn") -> str:
+    """``housing vertex upload --model MODEL``; the Vertex model's resource name."""
+    code, result, _ = run_cli(capsys, "upload", "--model", model)
+    assert code == 0
+    return result["model"]

@@ -9,15 +9,10 @@ from typing import Any
 import pandas as pd
 
 from core.contract import FEATURES
-from tests.vertex.conftest import BUCKET, LOCATION, PROJECT, run_cli
+from tests.commands import flags
+from tests.vertex.conftest import BUCKET, LOCATION, PROJECT, run_cli, upload
 
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
-
-
-def upload(capsys: Any, model: str = "housing_sklearn") -> str:
-    code, result, _ = run_cli(capsys, "upload", "--model", model)
-    assert code == 0
-    return result["model"]
 
 
 def test_deploy_creates_an_endpoint_with_machine_replicas_and_accelerator(
@@ -27,18 +22,14 @@ def test_deploy_creates_an_endpoint_with_machine_replicas_and_accelerator(
     code, result, _ = run_cli(
         capsys,
         "deploy",
-        "--model",
-        model,
-        "--machine-type",
-        "n1-standard-8",
-        "--min-replicas",
-        "2",
-        "--max-replicas",
-        "5",
-        "--accelerator-type",
-        "NVIDIA_TESLA_T4",
-        "--service-account",
-        "housing-serving@test-project.iam.gserviceaccount.com",
+        *flags(
+            model=model,
+            machine_type="n1-standard-8",
+            min_replicas=2,
+            max_replicas=5,
+            accelerator_type="NVIDIA_TESLA_T4",
+            service_account="housing-serving@test-project.iam.gserviceaccount.com",
+        ),
     )
     assert code == 0
     (create,) = vertex.requests("CreateEndpoint")
@@ -61,14 +52,7 @@ def test_canary_deploy_to_an_existing_endpoint_splits_traffic(vertex: Any, capsy
     _, first, _ = run_cli(capsys, "deploy", "--model", stable)
     canary = upload(capsys, "housing_keras")
     code, second, _ = run_cli(
-        capsys,
-        "deploy",
-        "--model",
-        canary,
-        "--endpoint",
-        first["endpoint"],
-        "--traffic-percentage",
-        "10",
+        capsys, "deploy", *flags(model=canary, endpoint=first["endpoint"], traffic_percentage=10)
     )
     assert code == 0
     old_id = first["deployed_models"][0]
@@ -103,12 +87,7 @@ def test_predict_sends_gateway_instances_and_returns_predictions(
     code, result, _ = run_cli(
         capsys,
         "predict",
-        "--endpoint",
-        deployed["endpoint"],
-        "--instances",
-        str(instances),
-        "--model-name",
-        "housing_sklearn",
+        *flags(endpoint=deployed["endpoint"], instances=instances, model_name="housing_sklearn"),
     )
     assert code == 0
     (request,) = vertex.requests("Predict")
@@ -143,16 +122,13 @@ def test_predict_validates_rows_chunks_requests_and_keeps_the_id_column(
     code, result, err = run_cli(
         capsys,
         "predict",
-        "--endpoint",
-        deployed["endpoint"],
-        "--instances",
-        str(path),
-        "--model-name",
-        "housing_sklearn",
-        "--id-column",
-        "district",
-        "--output",
-        str(output),
+        *flags(
+            endpoint=deployed["endpoint"],
+            instances=path,
+            model_name="housing_sklearn",
+            id_column="district",
+            output=output,
+        ),
     )
 
     assert code == 0, err
@@ -181,13 +157,7 @@ def test_predict_dry_run_plans_one_request_per_thousand_rows(
     code, plan, _ = run_cli(
         capsys,
         "predict",
-        "--endpoint",
-        "9",
-        "--instances",
-        str(path),
-        "--model-name",
-        "housing_sklearn",
-        "--dry-run",
+        *flags(endpoint=9, instances=path, model_name="housing_sklearn", dry_run=True),
     )
     assert code == 0
     chunks = [s["kwargs"]["instances"] for s in plan["steps"] if s["call"] == "Endpoint.predict"]
@@ -220,10 +190,7 @@ def test_undeploy_one_then_cleanup_everything(
     code, result, _ = run_cli(
         capsys,
         "undeploy",
-        "--endpoint",
-        endpoint,
-        "--deployed-model-id",
-        deployed["deployed_models"][0],
+        *flags(endpoint=endpoint, deployed_model_id=deployed["deployed_models"][0]),
     )
     assert code == 0 and result["deployed_models"] == []
     (undeploy,) = vertex.requests("UndeployModel")
@@ -234,15 +201,7 @@ def test_undeploy_one_then_cleanup_everything(
     for folder in ("batch/20260101-000000", "jobs/housing-keras-1/model"):
         storage_client.bucket(BUCKET).blob(f"housing/{folder}/x.json").upload_from_string("{}")
     code, result, err = run_cli(
-        capsys,
-        "cleanup",
-        "--endpoint",
-        endpoint,
-        "--model",
-        model,
-        "--custom-job",
-        job["job"],
-        "--blobs",
+        capsys, "cleanup", *flags(endpoint=endpoint, model=model, custom_job=job["job"], blobs=True)
     )
     assert code == 0, err
     assert len(vertex.requests("UndeployModel")) == 2

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from core.contract import FEATURES
-from tests.vertex.conftest import BUCKET, LOCATION, PROJECT, run_cli
+from tests.commands import flags
+from tests.vertex.conftest import BUCKET, LOCATION, PROJECT, run_cli, upload
 
 GPU_TRAINER = "europe-docker.pkg.dev/test-project/housing/trainer-gpu:1"
 
@@ -29,15 +30,13 @@ def test_gpu_training_runs_the_cuda_trainer_image(vertex: Any, capsys: Any) -> N
     code, result, _ = run_cli(
         capsys,
         "train",
-        "--epochs",
-        "30",
-        "--arch",
-        "wide_deep",
-        "--accelerator-type",
-        "NVIDIA_TESLA_T4",
-        "--trainer-image-gpu",
-        GPU_TRAINER,
-        "--wait",
+        *flags(
+            epochs=30,
+            arch="wide_deep",
+            accelerator_type="NVIDIA_TESLA_T4",
+            trainer_image_gpu=GPU_TRAINER,
+            wait=True,
+        ),
     )
     assert code == 0
     (request,) = vertex.requests("CreateCustomJob")
@@ -103,10 +102,7 @@ def test_tune_without_wait_creates_the_job_and_returns(vertex: Any, capsys: Any)
     code, result, err = run_cli(
         capsys,
         "tune",
-        "--max-trials",
-        "2",
-        "--service-account",
-        "trainer@test-project.iam.gserviceaccount.com",
+        *flags(max_trials=2, service_account="trainer@test-project.iam.gserviceaccount.com"),
     )
     assert code == 0, err
     (request,) = vertex.requests("CreateHyperparameterTuningJob")
@@ -128,7 +124,7 @@ def test_train_without_trainer_image_is_a_one_line_error(
 def test_batch_predict_uploads_jsonl_runs_the_job_and_merges_in_input_order(
     vertex: Any, capsys: Any, storage_client: Any, split: Any, small_model: Any, tmp_path: Path
 ) -> None:
-    _, uploaded, _ = run_cli(capsys, "upload", "--model", "housing_sklearn")
+    model = upload(capsys)
     rows = split.test.head(40).reset_index(drop=True)
     rows.insert(0, "house_id", range(100, 140))
     source = tmp_path / "houses.parquet"
@@ -137,23 +133,19 @@ def test_batch_predict_uploads_jsonl_runs_the_job_and_merges_in_input_order(
     code, result, _ = run_cli(
         capsys,
         "batch-predict",
-        "--model",
-        uploaded["model"],
-        "--input",
-        str(source),
-        "--output",
-        str(output),
-        "--model-name",
-        "housing_sklearn",
-        "--machine-type",
-        "n1-highmem-2",
-        "--max-replicas",
-        "3",
+        *flags(
+            model=model,
+            input=source,
+            output=output,
+            model_name="housing_sklearn",
+            machine_type="n1-highmem-2",
+            max_replicas=3,
+        ),
     )
     assert code == 0
     (request,) = vertex.requests("CreateBatchPredictionJob")
     job = request.batch_prediction_job
-    assert job.model.startswith(uploaded["model"])
+    assert job.model.startswith(model)
     assert job.input_config.instances_format == "jsonl"
     (uri,) = job.input_config.gcs_source.uris
     assert uri.startswith(f"gs://{BUCKET}/housing/batch/") and uri.endswith("instances.jsonl")
@@ -174,7 +166,7 @@ def test_batch_predict_validates_rows_and_reads_csv(
     vertex: Any, capsys: Any, split: Any, small_model: Any, tmp_path: Path
 ) -> None:
     """A corrupt row is reported in the output, never sent; ids and order are kept."""
-    _, uploaded, _ = run_cli(capsys, "upload", "--model", "housing_sklearn")
+    model = upload(capsys)
     rows = split.test.head(12).reset_index(drop=True).astype({"median_income": object})
     rows.insert(0, "house_id", [f"h{i}" for i in range(12)])
     rows.loc[4, "median_income"] = "lots"
@@ -185,14 +177,7 @@ def test_batch_predict_validates_rows_and_reads_csv(
     code, result, err = run_cli(
         capsys,
         "batch-predict",
-        "--model",
-        uploaded["model"],
-        "--input",
-        str(source),
-        "--output",
-        str(output),
-        "--model-name",
-        "housing_sklearn",
+        *flags(model=model, input=source, output=output, model_name="housing_sklearn"),
     )
     assert code == 0, err
     assert (result["rows"], result["predicted"], result["rejected"]) == (12, 11, 1)
@@ -211,11 +196,7 @@ def test_batch_predict_from_bigquery_is_planned(vertex: Any, capsys: Any) -> Non
     code, plan, _ = run_cli(
         capsys,
         "batch-predict",
-        "--model",
-        "42",
-        "--bigquery-source",
-        "bq://test-project.housing.districts",
-        "--dry-run",
+        *flags(model=42, bigquery_source="bq://test-project.housing.districts", dry_run=True),
     )
     assert code == 0
     job = plan["steps"][-1]["kwargs"]
@@ -232,12 +213,6 @@ def test_batch_predict_rejects_other_output_formats(
     code, _, err = run_cli(
         capsys,
         "batch-predict",
-        "--model",
-        "1",
-        "--input",
-        "x.csv",
-        "--output",
-        str(tmp_path / "out.json"),
-        "--dry-run",
+        *flags(model=1, input="x.csv", output=tmp_path / "out.json", dry_run=True),
     )
     assert code == 2 and ".csv or .parquet" in err

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from core.paths import REPO_ROOT
 from deploy.vertex import trainer
+from tests.commands import run_python
 from tests.vertex.conftest import BUCKET
 
 
@@ -55,23 +53,16 @@ def test_the_container_entry_point_runs_the_real_keras_trainer(
         "CLOUD_ML_HP_METRIC_FILE": str(tmp_path / "output.metrics"),
         "CLOUD_ML_TRIAL_ID": "3",
     }
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "deploy.vertex.trainer",
-            "--epochs=1",
-            "--sample=500",
-            "--n_hidden=2",
-            "--n_neurons=17",
-            "--learning_rate=0.002",
-            "--optimizer=sgd",
-        ],
-        cwd=REPO_ROOT,
+    done = run_python(
+        "-m",
+        "deploy.vertex.trainer",
+        "--epochs=1",
+        "--sample=500",
+        "--n_hidden=2",
+        "--n_neurons=17",
+        "--learning_rate=0.002",
+        "--optimizer=sgd",
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     (entry,) = [json.loads(x) for x in (tmp_path / "output.metrics").read_text().splitlines()]
