@@ -140,6 +140,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each measurement")
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--batch-timeout-micros", type=int, default=0)
+    parser.add_argument(
+        "--num-batch-threads", type=int, default=1, help="1, as the stack's batching.config"
+    )
     args = parser.parse_args()
 
     split = load_split()
@@ -159,7 +162,8 @@ def main() -> int:
         (work / "batching.config").write_text(
             f"max_batch_size {{ value: {args.max_batch_size} }}\n"
             f"batch_timeout_micros {{ value: {args.batch_timeout_micros} }}\n"
-            "max_enqueued_batches { value: 1000 }\nnum_batch_threads { value: 2 }\n"
+            "max_enqueued_batches { value: 1000 }\n"
+            f"num_batch_threads {{ value: {args.num_batch_threads} }}\n"
         )
         # Both start at once (startup is mostly importing TensorFlow); one is measured at a time.
         servers = {
