@@ -8,9 +8,10 @@ lifespan, i.e. in each worker after it started, and closed on shutdown.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -20,7 +21,6 @@ from core.tfserving import RetryPolicy
 from service.monitoring.cards import card_router
 from service.monitoring.monitor import DriftMonitor, MonitorSettings
 from service.monitoring.routes import drift_router
-from service.prediction_log import DAY, Retention
 
 from . import handlers, routes
 from .metrics import GatewayMetrics
@@ -59,24 +59,7 @@ def default_predictor(settings: GatewaySettings, metrics: GatewayMetrics) -> Gat
         retry_after_seconds=settings.retry_after_seconds,
         metrics=metrics,
     )
-    log_file = settings.prediction_log_file
-    return GatewayPredictor(
-        upstream,
-        settings.upstreams,
-        metrics=metrics,
-        deadline_seconds=settings.deadline_seconds,
-        retry_after_seconds=settings.retry_after_seconds,
-        chunk_size=settings.chunk_size,
-        max_concurrent_chunks=settings.max_concurrent_chunks,
-        canary_percent=settings.canary_percent,
-        ready_cache_seconds=settings.ready_cache_seconds,
-        prediction_log_path=str(log_file) if log_file else None,
-        prediction_log_retention=Retention(
-            max_age_seconds=settings.prediction_log_max_age_days * DAY,
-            max_rows=settings.prediction_log_max_rows,
-            every_seconds=settings.prediction_log_retention_seconds,
-        ),
-    )
+    return GatewayPredictor(upstream, settings, metrics)
 
 
 def models_dir_of(settings: GatewaySettings) -> Path:
@@ -136,22 +119,16 @@ def create_app(
     app.include_router(card_router(models_dir_of(settings), settings.upstreams))
     if monitor is not None:
         app.include_router(drift_router(monitor))
-    if settings.aip_predict_route:
-        app.add_api_route(
-            settings.aip_predict_route,
-            routes.predict_default,
-            methods=["POST"],
-            summary="Vertex AI predict route (default model)",
-            **routes.PREDICT,
-        )
-    if settings.aip_health_route:
-        app.add_api_route(
-            settings.aip_health_route,
-            routes.readyz,
-            methods=["GET"],
-            summary="Vertex AI health route (readiness)",
-            tags=["health"],
-        )
+    # Vertex AI's own paths (AIP_PREDICT_ROUTE, AIP_HEALTH_ROUTE), when it sets them
+    predict_options = {"summary": "Vertex AI predict route (default model)", **routes.PREDICT}
+    health_options = {"summary": "Vertex AI health route (readiness)", "tags": ["health"]}
+    vertex: list[tuple[str | None, Callable[..., Any], str, dict[str, Any]]] = [
+        (settings.aip_predict_route, routes.predict_default, "POST", predict_options),
+        (settings.aip_health_route, routes.readyz, "GET", health_options),
+    ]
+    for path, endpoint, method, options in vertex:
+        if path:
+            app.add_api_route(path, endpoint, methods=[method], **options)
     handlers.install(app)
 
     open_paths = {"/livez", "/readyz", *DOC_PATHS}

@@ -1,7 +1,7 @@
 """The transport-free core: what a prediction *is*, independent of HTTP and of gRPC.
 
-Routes call a ``Predictor``; ``GatewayPredictor`` implements it over any ``Upstream``
-(the TF Serving gRPC client in production and tests). It picks the version (explicit
+Routes call a ``Predictor``; ``GatewayPredictor`` implements it over ``TFServingUpstream``
+(the TF Serving gRPC client, in production and tests). It picks the version (explicit
 version or label, else the canary split over the ``canary``/``stable`` labels), splits
 large batches into chunks sent concurrently, flags out-of-range inputs, records metrics
 and writes the served predictions to the prediction log before the answer is acknowledged.
@@ -32,13 +32,14 @@ import grpc
 
 from core.contract import DEFAULT_LABEL, FEATURES
 from core.tfserving import Deadline, Prediction, VersionState
-from service.prediction_log import PredictionLog, PredictionRecord, Retention
+from service.prediction_log import DAY, PredictionLog, PredictionRecord, Retention
 
 from .errors import GatewayError, InvalidInput, ModelLoading, ModelNotFound, UpstreamError
 from .metrics import GatewayMetrics
 from .ranges import out_of_range
 from .schemas import Instance
-from .upstream import Upstream
+from .settings import GatewaySettings
+from .upstream import TFServingUpstream
 
 log = logging.getLogger("service.gateway")
 
@@ -98,43 +99,31 @@ def canary_bucket(request_id: str) -> float:
 
 
 class GatewayPredictor:
-    """``Predictor`` over an ``Upstream``, with chunking, canary, log and metrics."""
+    """``Predictor`` over the model servers, with chunking, canary, log and metrics; its
+    limits, deadline and canary share come from the gateway's settings."""
 
     def __init__(
-        self,
-        upstream: Upstream,
-        routes: dict[str, str],
-        *,
-        metrics: GatewayMetrics,
-        deadline_seconds: float = 5.0,
-        retry_after_seconds: int = 1,
-        chunk_size: int = 256,
-        max_concurrent_chunks: int = 8,
-        canary_percent: float = 0.0,
-        ready_cache_seconds: float = 1.0,
-        prediction_log_path: str | None = None,
-        prediction_log_retention: Retention | None = None,
+        self, upstream: TFServingUpstream, settings: GatewaySettings, metrics: GatewayMetrics
     ) -> None:
         self.upstream = upstream
-        self.routes = dict(routes)
+        self.settings = settings
+        self.routes = dict(settings.upstreams)
         self.metrics = metrics
-        self.deadline_seconds = deadline_seconds
-        self.retry_after = retry_after_seconds
-        self.chunk_size = chunk_size
-        self.max_concurrent_chunks = max_concurrent_chunks
-        self.canary_percent = canary_percent
-        self.ready_cache_seconds = ready_cache_seconds
-        self.prediction_log_path = prediction_log_path
-        self.prediction_log_retention = prediction_log_retention
         self.prediction_log: PredictionLog | None = None
         self._labels_missing: dict[tuple[str, str], float] = {}
         self._ready: tuple[float, ReadinessResult] | None = None
 
     async def start(self) -> None:
         await self.upstream.start()
-        if self.prediction_log_path:
+        settings = self.settings
+        if settings.prediction_log_file is not None:
+            retention = Retention(
+                max_age_seconds=settings.prediction_log_max_age_days * DAY,
+                max_rows=settings.prediction_log_max_rows,
+                every_seconds=settings.prediction_log_retention_seconds,
+            )
             self.prediction_log = await asyncio.to_thread(
-                PredictionLog, self.prediction_log_path, retention=self.prediction_log_retention
+                PredictionLog, str(settings.prediction_log_file), retention=retention
             )
 
     async def close(self) -> None:
@@ -160,7 +149,10 @@ class GatewayPredictor:
         if selection.version is not None or selection.label is not None:
             return None
         label: str | None = STABLE
-        if self.canary_percent > 0 and canary_bucket(request_id) < self.canary_percent:
+        if (
+            self.settings.canary_percent > 0
+            and canary_bucket(request_id) < self.settings.canary_percent
+        ):
             label = CANARY
         return self._known(model, label)
 
@@ -182,7 +174,7 @@ class GatewayPredictor:
         self, model: str, instances: Sequence[Instance], selection: Selection, request_id: str
     ) -> PredictionResult:
         self._check_model(model)
-        deadline = Deadline(self.deadline_seconds)
+        deadline = Deadline(self.settings.deadline_seconds)
         chosen = self._default_label(model, selection, request_id)
         label = chosen or selection.label
         missing: list[str] = []
@@ -206,7 +198,7 @@ class GatewayPredictor:
                 raise
         for name in missing:  # remembered only once a fallback answered
             self._labels_missing[(model, name)] = time.monotonic() + LABELS_MISSING_TTL
-        if self.canary_percent > 0 and chosen is not None:
+        if self.settings.canary_percent > 0 and chosen is not None:
             self.metrics.canary.labels(model, chosen).inc()
         result = self._result(model, instances, served, chosen or selection.label)
         await self._log(result, instances, request_id, deadline)
@@ -224,13 +216,17 @@ class GatewayPredictor:
         """NOT_FOUND for a routed model: still loading (503 + Retry-After) or no such version."""
         if version is None:
             what = f"the version labelled {label!r}" if label else "a version of the model"
-            return ModelLoading(f"{what} is not loaded yet; retry later", self.retry_after)
+            return ModelLoading(
+                f"{what} is not loaded yet; retry later", self.settings.retry_after_seconds
+            )
         try:
             states = await self.upstream.model_status(model, request_id, deadline)
         except GatewayError:
             states = []
         if any(s.version == version and s.state in LOADING_STATES for s in states):
-            return ModelLoading(f"version {version} is loading; retry later", self.retry_after)
+            return ModelLoading(
+                f"version {version} is loading; retry later", self.settings.retry_after_seconds
+            )
         return exc
 
     async def _predict_chunks(
@@ -243,7 +239,8 @@ class GatewayPredictor:
         deadline: Deadline,
     ) -> list[Prediction]:
         chunks = [
-            instances[i : i + self.chunk_size] for i in range(0, len(instances), self.chunk_size)
+            instances[i : i + self.settings.chunk_size]
+            for i in range(0, len(instances), self.settings.chunk_size)
         ]
 
         async def one(chunk: Sequence[Instance], pinned: int | None) -> Prediction:
@@ -259,7 +256,7 @@ class GatewayPredictor:
 
         if len(chunks) == 1:
             return [await one(chunks[0], version)]
-        gate = asyncio.Semaphore(self.max_concurrent_chunks)
+        gate = asyncio.Semaphore(self.settings.max_concurrent_chunks)
 
         async def gated(chunk: Sequence[Instance], pinned: int | None) -> Prediction:
             async with gate:
@@ -370,5 +367,5 @@ class GatewayPredictor:
                 states = ", ".join(f"v{v.version} {v.state}" for v in answer) or "no versions"
                 models[name] = f"no AVAILABLE version ({states})"
         result = ReadinessResult(all(s == "AVAILABLE" for s in models.values()), models)
-        self._ready = (now + self.ready_cache_seconds, result)
+        self._ready = (now + self.settings.ready_cache_seconds, result)
         return result

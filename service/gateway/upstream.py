@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from core.tfserving import (
     BadResponse,
@@ -27,29 +27,6 @@ from .errors import GatewayError, UpstreamError
 from .metrics import GatewayMetrics
 
 log = logging.getLogger("service.gateway")
-
-
-class Upstream(Protocol):
-    """What the predictor needs from the model servers, whatever the transport."""
-
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def predict(
-        self,
-        model: str,
-        columns: Mapping[str, Sequence[Any]],
-        *,
-        version: int | None,
-        label: str | None,
-        request_id: str,
-        deadline: Deadline,
-    ) -> Prediction: ...
-
-    async def model_status(
-        self, model: str, request_id: str, deadline: Deadline | None = None
-    ) -> list[VersionState]: ...
 
 
 def upstream_error(
@@ -77,7 +54,9 @@ def upstream_error(
 
 
 class TFServingUpstream:
-    """``Upstream`` over TF Serving's gRPC API: the routing table, one client per target."""
+    """The model servers over TF Serving's gRPC API: the routing table, one client per
+    target. Tests put a real gRPC server behind it (``tests/fake_upstream.py``), not a fake
+    of this class, so it is the predictor's only upstream."""
 
     def __init__(
         self,
