@@ -232,12 +232,13 @@ def test_error_codes(stub, channel, rows):
 
 
 async def test_full_queue_gives_unavailable(server, rows, split):
-    """Queue holds 64 rows (32 × 2): a burst of 30-row requests must overflow it."""
+    """Queue holds 64 rows (32 × 2): a burst of 30-row requests must overflow it. The burst
+    is large (120 calls) because the server drains fast: 40 calls once all fitted under load."""
     burst = split.test.head(30)
     async with grpc.aio.insecure_channel(server.address("grpc")) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         calls = [
-            stub.Predict(predict_request(burst, SKLEARN, version=1), timeout=30) for _ in range(40)
+            stub.Predict(predict_request(burst, SKLEARN, version=1), timeout=30) for _ in range(120)
         ]
         results = await asyncio.gather(*calls, return_exceptions=True)
     errors = [r for r in results if isinstance(r, Exception)]
