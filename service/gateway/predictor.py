@@ -158,12 +158,25 @@ class GatewayPredictor:
 
     def _known(self, model: str, label: str | None) -> str | None:
         """``label``, or its fallback while the label is known to be missing."""
-        now = time.monotonic()
-        if self._labels_missing.get((model, STABLE), 0.0) > now:
+        if self._missing(model, STABLE):
             return None  # no stable label: a model without labels, served by policy
-        if label == CANARY and self._labels_missing.get((model, CANARY), 0.0) > now:
+        if label == CANARY and self._missing(model, CANARY):
             return STABLE
         return label
+
+    def _missing(self, model: str, label: str) -> bool:
+        """Whether ``label`` is known to be missing. When that knowledge expires, the request
+        asking now probes the label and the others keep to the fallback until the TTL runs
+        out again: one failing call per TTL, not one per request in flight at the expiry."""
+        key = (model, label)
+        expires = self._labels_missing.get(key)
+        if expires is None:
+            return False
+        now = time.monotonic()
+        if expires > now:
+            return True
+        self._labels_missing[key] = now + LABELS_MISSING_TTL  # this request probes
+        return False
 
     @staticmethod
     def _fallback(label: str) -> str | None:
@@ -198,6 +211,8 @@ class GatewayPredictor:
                 raise
         for name in missing:  # remembered only once a fallback answered
             self._labels_missing[(model, name)] = time.monotonic() + LABELS_MISSING_TTL
+        if chosen is not None:  # the label answered (a probe found it again)
+            self._labels_missing.pop((model, chosen), None)
         if self.settings.canary_percent > 0 and chosen is not None:
             self.metrics.canary.labels(model, chosen).inc()
         result = self._result(model, instances, served, chosen or selection.label)

@@ -10,6 +10,7 @@ import grpc
 from service.gateway.predictor import canary_bucket
 from service.gateway.settings import GatewaySettings
 from service.prediction_log import read_window
+from tests.fake_upstream import AVAILABLE
 
 from .conftest import INSTANCE
 
@@ -167,3 +168,33 @@ async def test_drift_router_is_included(client):
     r = await client.get("/v1/monitoring/drift")
     assert r.status_code == 503  # no report yet: the monitor says why
     assert r.headers["retry-after"]
+
+
+async def test_one_request_re_asks_for_a_missing_label(make_client, behaviour, monkeypatch):
+    """When the memory of a missing label expires, one request probes it again; the others
+    in flight keep to the fallback (no burst of failing calls and warnings every TTL), and
+    once the label exists a probe finds it and default traffic follows it."""
+    from service.gateway import predictor
+
+    behaviour.labels["housing_sklearn"] = {}
+    behaviour.models["housing_keras"] = {1: AVAILABLE, 2: AVAILABLE}
+    behaviour.labels["housing_keras"] = {}
+    keras = "/v1/models/housing_keras:predict"
+    body = {"instances": [INSTANCE]}
+    async with make_client() as client:
+        monkeypatch.setattr(predictor, "LABELS_MISSING_TTL", 0.0)  # remembered, expired at once
+        assert (await client.post("/v1/predict", json=body)).status_code == 200
+        assert (await client.post(keras, json=body)).json()["model"]["version"] == 2
+        monkeypatch.setattr(predictor, "LABELS_MISSING_TTL", 60.0)
+        behaviour.calls.clear()
+        burst = [client.post("/v1/predict", json=body) for _ in range(12)]
+        assert all(r.status_code == 200 for r in await asyncio.gather(*burst))
+        labels = [c.label for c in behaviour.calls if c.method == "Predict"]
+        assert labels.count("stable") == 1 and labels.count(None) == 12, labels
+
+        monkeypatch.setattr(predictor, "LABELS_MISSING_TTL", 0.0)
+        behaviour.labels["housing_keras"] = {"stable": 1}  # promoted meanwhile
+        behaviour.calls.clear()
+        versions = [(await client.post(keras, json=body)).json()["model"]["version"] for _ in "abc"]
+        assert versions == [1, 1, 1]
+        assert [c.label for c in behaviour.calls if c.method == "Predict"] == ["stable"] * 3
