@@ -32,8 +32,20 @@ log = logging.getLogger("service.gateway")
 def upstream_error(
     exc: TFServingError, model: str, request_id: str, retry_after: int
 ) -> GatewayError:
-    """The client's view of a failed call; the details are logged, not answered."""
-    log.warning(
+    """The client's view of a failed call; the details are logged, not answered. A warning
+    when the server side failed (5xx); an info line when the request was refused (4xx, e.g.
+    an unknown label the gateway then falls back from), which is no operator's problem."""
+    error: GatewayError
+    if isinstance(exc, BadResponse):
+        error = GatewayError(
+            "the model server's answer does not follow the prediction signature",
+            status=502,
+            code="bad_upstream_response",
+        )
+    else:
+        error = UpstreamError(exc.code, retry_after)
+    log.log(
+        logging.WARNING if error.status >= 500 else logging.INFO,
         "upstream call failed",
         extra={
             "request_id": request_id,
@@ -44,13 +56,7 @@ def upstream_error(
             "attempts": exc.attempts,
         },
     )
-    if isinstance(exc, BadResponse):
-        return GatewayError(
-            "the model server's answer does not follow the prediction signature",
-            status=502,
-            code="bad_upstream_response",
-        )
-    return UpstreamError(exc.code, retry_after)
+    return error
 
 
 class TFServingUpstream:

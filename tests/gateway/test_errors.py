@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 import pytest
 
@@ -37,6 +39,7 @@ async def test_each_upstream_code_maps_through_the_table(client, behaviour, upst
 async def test_no_upstream_address_or_text_reaches_clients(
     client, behaviour, upstream, code, caplog
 ):
+    caplog.set_level(logging.INFO, logger="service.gateway")  # refusals log at info
     behaviour.predict_error = (code, f"secret detail {code.name}")
     behaviour.status_error = (code, f"secret detail {code.name}")
     port = upstream.target.rsplit(":", 1)[1]
@@ -189,3 +192,25 @@ async def test_non_finite_model_output_is_a_4xx_naming_the_instances(client, beh
     r = await client.post("/v1/predict", json={"instances": [INSTANCE, INSTANCE]})
     assert r.status_code == 422
     assert "instances[0], instances[1]" in r.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("code", "level"),
+    [
+        (grpc.StatusCode.INVALID_ARGUMENT, logging.INFO),  # refused: the client's (or a label)
+        (grpc.StatusCode.INTERNAL, logging.WARNING),  # the server failed: the operator's
+    ],
+)
+async def test_upstream_failures_log_at_the_level_of_whose_problem_it_is(
+    client, behaviour, code, level, caplog
+):
+    caplog.set_level(logging.INFO, logger="service.gateway")
+    behaviour.predict_error = (code, "detail")
+    headers = {"x-request-id": f"level-{code.value[0]}"}
+    await client.post(VERSION_URL, json=BODY, headers=headers)
+    levels = {
+        rec.levelno
+        for rec in caplog.records
+        if rec.getMessage() == "upstream call failed" and rec.request_id == headers["x-request-id"]
+    }
+    assert levels == {level}
