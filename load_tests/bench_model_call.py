@@ -42,6 +42,7 @@ from sklearn.base import clone  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from core.contract import FEATURES, SKLEARN_MODEL  # noqa: E402
+from pipelines.common import add_models_dir  # noqa: E402
 from training.compiled import (  # noqa: E402
     FORM_COMPILED,
     FORM_PLAN,
@@ -56,7 +57,7 @@ from training.compiled import (  # noqa: E402
 )
 from training.data import features_and_target, load_split  # noqa: E402
 from training.evaluation import rmse  # noqa: E402
-from training.repository import DEFAULT_MODELS_DIR, ModelRepository, load_sklearn_model  # noqa: E402
+from training.repository import ModelRepository, load_sklearn_model  # noqa: E402
 from training.sklearn_export import median_seconds  # noqa: E402
 
 
@@ -188,7 +189,7 @@ def keras_calls(repository: ModelRepository, version: int | None) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    add_models_dir(parser)
     parser.add_argument("--version", type=int, default=None)
     parser.add_argument("--cv", action="store_true", help="also 5-fold CV RMSE for LightGBM")
     parser.add_argument("--keras", action="store_true", help="time the housing_keras call")
