@@ -205,10 +205,11 @@ class GatewayMiddleware:
             await self._answer(overloaded, request_id, send)
             return
         try:
-            matched = self.dispatch.match(scope) if self.dispatch is not None else None
-            if matched is not None:
+            dispatch = self.dispatch
+            matched = dispatch.match(scope) if dispatch is not None else None
+            if dispatch is not None and matched is not None:
                 data = b"".join(message.get("body", b"") for message in body)
-                await self.dispatch.serve(matched, scope, data, receive, send)  # type: ignore[union-attr]
+                await dispatch.serve(matched, scope, data, receive, send)
             else:
                 await self.app(scope, replay(body, receive), send)
         finally:
